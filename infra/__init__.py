@@ -1,0 +1,1 @@
+"""Pulumi program: the cloud resources behind the data pipeline."""

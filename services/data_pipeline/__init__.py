@@ -1,0 +1,1 @@
+"""Salla data-pipeline service: webhooks → QStash → ClickHouse, historical sync, RAG enrichment."""

@@ -1,0 +1,244 @@
+"""Versioned warehouse migrations (the same SQL runs on chDB and ClickHouse Cloud).
+
+Storage: every version of every Salla object is a row in a `*_versions` table (ReplacingMergeTree
+ordered by the object key *and* version, so redelivered copies of one version collapse). Fields
+a payload did not carry are NULL. The read contract is the views without the suffix: each field
+is `argMax(field, version)`, and ClickHouse aggregate functions skip NULLs, so every field shows
+the newest version that said anything about it, and a deletion (the newest version has
+`is_deleted = 1`) hides the object. Arrival order never matters.
+
+Line items are stored as a whole set per order version (`order_item_sets`): the set of the newest
+version that carried items wins, so items removed by an update disappear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_MONEY = "Nullable(Decimal(18, 4))"
+_TIME = "Nullable(DateTime64(3, 'UTC'))"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "raw events archive and versioned entity tables",
+        (
+            """CREATE TABLE IF NOT EXISTS {db}.raw_events (
+                merchant_id UInt64,
+                body_sha256 FixedString(64),
+                event LowCardinality(String),
+                event_created_at Nullable(DateTime64(3, 'UTC')),
+                received_at DateTime64(3, 'UTC'),
+                source LowCardinality(String),
+                body String CODEC(ZSTD(3))
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (merchant_id, body_sha256)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.order_versions (
+                merchant_id UInt64,
+                order_id UInt64,
+                version UInt64,
+                is_deleted UInt8,
+                event_time DateTime64(3, 'UTC'),
+                reference_id Nullable(UInt64),
+                status Nullable(String),
+                status_name Nullable(String),
+                total {_MONEY},
+                sub_total {_MONEY},
+                shipping_cost {_MONEY},
+                tax {_MONEY},
+                discount {_MONEY},
+                currency Nullable(String),
+                payment_method Nullable(String),
+                customer_id Nullable(UInt64),
+                city Nullable(String),
+                country Nullable(String),
+                source Nullable(String),
+                created_at {_TIME},
+                loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (merchant_id, order_id, version)""",
+            """CREATE TABLE IF NOT EXISTS {db}.order_item_sets (
+                merchant_id UInt64,
+                order_id UInt64,
+                version UInt64,
+                items Nested(
+                    item_id UInt64,
+                    product_id Nullable(UInt64),
+                    sku String,
+                    name String,
+                    quantity Decimal(18, 4),
+                    unit_price Decimal(18, 4),
+                    discount Decimal(18, 4),
+                    tax Decimal(18, 4),
+                    line_total Decimal(18, 4),
+                    currency Nullable(String)
+                ),
+                loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree(version)
+            ORDER BY (merchant_id, order_id)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.product_versions (
+                merchant_id UInt64,
+                product_id UInt64,
+                version UInt64,
+                is_deleted UInt8,
+                event_time DateTime64(3, 'UTC'),
+                name Nullable(String),
+                description Nullable(String),
+                sku Nullable(String),
+                price {_MONEY},
+                sale_price {_MONEY},
+                currency Nullable(String),
+                status Nullable(String),
+                product_type Nullable(String),
+                quantity Nullable(Int64),
+                category Nullable(String),
+                updated_at {_TIME},
+                loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (merchant_id, product_id, version)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.customer_versions (
+                merchant_id UInt64,
+                customer_id UInt64,
+                version UInt64,
+                event_time DateTime64(3, 'UTC'),
+                city Nullable(String),
+                country Nullable(String),
+                country_code Nullable(String),
+                currency Nullable(String),
+                updated_at {_TIME},
+                loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (merchant_id, customer_id, version)""",
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.abandoned_cart_versions (
+                merchant_id UInt64,
+                cart_id UInt64,
+                version UInt64,
+                event_time DateTime64(3, 'UTC'),
+                customer_id Nullable(UInt64),
+                total {_MONEY},
+                subtotal {_MONEY},
+                discount {_MONEY},
+                currency Nullable(String),
+                item_count {_MONEY},
+                coupon_code Nullable(String),
+                created_at {_TIME},
+                updated_at {_TIME},
+                loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (merchant_id, cart_id, version)""",
+        ),
+    ),
+    Migration(
+        2,
+        "read contract views",
+        (
+            """CREATE OR REPLACE VIEW {db}.orders AS
+            SELECT
+                merchant_id,
+                order_id,
+                argMax(reference_id, version) AS reference_id,
+                argMax(status, version) AS status,
+                argMax(status_name, version) AS status_name,
+                argMax(total, version) AS total,
+                argMax(sub_total, version) AS sub_total,
+                argMax(shipping_cost, version) AS shipping_cost,
+                argMax(tax, version) AS tax,
+                argMax(discount, version) AS discount,
+                argMax(currency, version) AS currency,
+                argMax(payment_method, version) AS payment_method,
+                argMax(customer_id, version) AS customer_id,
+                argMax(city, version) AS city,
+                argMax(country, version) AS country,
+                argMax(source, version) AS source,
+                argMax(created_at, version) AS created_at,
+                max(event_time) AS updated_at
+            FROM {db}.order_versions
+            GROUP BY merchant_id, order_id
+            HAVING argMax(is_deleted, version) = 0""",
+            """CREATE OR REPLACE VIEW {db}.sales_facts AS
+            SELECT
+                i.merchant_id AS merchant_id,
+                i.order_id AS order_id,
+                i.item_id AS item_id,
+                i.product_id AS product_id,
+                i.sku AS sku,
+                i.name AS name,
+                i.quantity AS quantity,
+                i.unit_price AS unit_price,
+                i.discount AS discount,
+                i.tax AS tax,
+                i.line_total AS line_total,
+                ifNull(i.currency, o.currency) AS currency,
+                o.status AS order_status,
+                o.created_at AS order_created_at
+            FROM (
+                SELECT
+                    merchant_id, order_id,
+                    items.item_id AS item_id, items.product_id AS product_id,
+                    items.sku AS sku, items.name AS name, items.quantity AS quantity,
+                    items.unit_price AS unit_price, items.discount AS discount,
+                    items.tax AS tax, items.line_total AS line_total,
+                    items.currency AS currency
+                FROM {db}.order_item_sets FINAL
+                ARRAY JOIN items
+            ) AS i
+            INNER JOIN {db}.orders AS o
+                ON i.merchant_id = o.merchant_id AND i.order_id = o.order_id""",
+            """CREATE OR REPLACE VIEW {db}.products AS
+            SELECT
+                merchant_id,
+                product_id,
+                argMax(name, version) AS name,
+                argMax(description, version) AS description,
+                argMax(sku, version) AS sku,
+                argMax(price, version) AS price,
+                argMax(sale_price, version) AS sale_price,
+                argMax(currency, version) AS currency,
+                argMax(status, version) AS status,
+                argMax(product_type, version) AS product_type,
+                argMax(quantity, version) AS quantity,
+                argMax(category, version) AS category,
+                max(event_time) AS updated_at
+            FROM {db}.product_versions
+            GROUP BY merchant_id, product_id
+            HAVING argMax(is_deleted, version) = 0""",
+            """CREATE OR REPLACE VIEW {db}.customers AS
+            SELECT
+                merchant_id,
+                customer_id,
+                argMax(city, version) AS city,
+                argMax(country, version) AS country,
+                argMax(country_code, version) AS country_code,
+                argMax(currency, version) AS currency,
+                max(event_time) AS updated_at
+            FROM {db}.customer_versions
+            GROUP BY merchant_id, customer_id""",
+            """CREATE OR REPLACE VIEW {db}.abandoned_carts AS
+            SELECT
+                merchant_id,
+                cart_id,
+                argMax(customer_id, version) AS customer_id,
+                argMax(total, version) AS total,
+                argMax(subtotal, version) AS subtotal,
+                argMax(discount, version) AS discount,
+                argMax(currency, version) AS currency,
+                argMax(item_count, version) AS item_count,
+                argMax(coupon_code, version) AS coupon_code,
+                argMax(created_at, version) AS created_at,
+                max(event_time) AS updated_at
+            FROM {db}.abandoned_cart_versions
+            GROUP BY merchant_id, cart_id""",
+        ),
+    ),
+)
+
+# Tables the application's read-only user may SELECT: the contract views, never the raw archive.
+READ_CONTRACT = ("orders", "sales_facts", "products", "customers", "abandoned_carts")

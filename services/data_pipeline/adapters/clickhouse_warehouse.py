@@ -1,0 +1,209 @@
+"""ClickHouse through clickhouse-connect: one client and one SQL for chDB and ClickHouse Cloud.
+
+Inserts follow ClickHouse's advice for many small writes: callers batch (see
+`service_layer.loader`), and every insert also asks the server to buffer and *wait* for the
+buffer to be written (`async_insert=1, wait_for_async_insert=1`), so a returned insert is
+durable and nothing is fire-and-forget. Every driver failure becomes TransientError here, once:
+the domain has validated the data, so what is left is the warehouse being unavailable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
+from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, RawEvent, Warehouse
+from data_pipeline.domain.model import (
+    AbandonedCartVersion,
+    CustomerVersion,
+    OrderItemSet,
+    OrderVersion,
+    ProductVersion,
+)
+from data_pipeline.errors import PermanentError, TransientError
+
+INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
+
+
+class QueryRejected(PermanentError):
+    """The warehouse refused a read query (syntax, unknown table, not read-only)."""
+
+
+def _columns_of(entity_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(entity_type))
+
+
+_ENTITY_TABLES: dict[type, str] = {
+    OrderVersion: "order_versions",
+    ProductVersion: "product_versions",
+    CustomerVersion: "customer_versions",
+    AbandonedCartVersion: "abandoned_cart_versions",
+    RawEvent: "raw_events",
+}
+_ITEM_COLUMNS = (
+    "item_id", "product_id", "sku", "name", "quantity",
+    "unit_price", "discount", "tax", "line_total", "currency",
+)  # fmt: skip
+_ITEM_SET_COLUMNS = (
+    "merchant_id",
+    "order_id",
+    "version",
+    *tuple(f"items.{name}" for name in _ITEM_COLUMNS),
+)
+
+
+class ClickHouseWarehouse(Warehouse):
+    def __init__(self, dsn: str, database: str, *, connect_timeout: float = 5.0) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", database):
+            raise ValueError(f"database name {database!r} is not a plain identifier")
+        self.database = database  # interpolated into SQL: validated above
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+        self._getters: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+            entity_type: operator.attrgetter(*_columns_of(entity_type))
+            for entity_type in _ENTITY_TABLES
+        }
+
+    # -- connection ----------------------------------------------------------------------------
+    @property
+    def is_embedded(self) -> bool:
+        return urlsplit(self._dsn).scheme == "chdb"
+
+    def _connect(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._guard("connect", self._open)
+        return self._client
+
+    def _open(self) -> Client:
+        if self.is_embedded:
+            return clickhouse_connect.get_client(dsn=self._dsn)
+        return clickhouse_connect.get_client(
+            dsn=self._dsn,
+            connect_timeout=self._connect_timeout,
+            send_receive_timeout=60,
+            autogenerate_session_id=False,  # sessions forbid concurrent queries on one client
+            compress="lz4",
+        )
+
+    def _guard(self, what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except (ClickHouseError, OSError) as error:
+            raise TransientError(f"warehouse {what} failed: {_first_line(error)}") from error
+
+    def ping(self) -> None:
+        client = self._connect()
+        self._guard("ping", lambda: client.command("SELECT 1"))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- schema --------------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        client = self._connect()
+        db = self.database
+
+        def run() -> list[str]:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+            client.command(
+                f"""CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+                    version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+                ) ENGINE = ReplacingMergeTree ORDER BY version"""
+            )
+            done = {
+                row[0]
+                for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows  # noqa: S608
+            }
+            applied = []
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.statements:
+                    client.command(statement.format(db=db))
+                client.insert(
+                    f"{db}.schema_migrations",
+                    [[migration.version, migration.name]],
+                    column_names=["version", "name"],
+                )
+                applied.append(f"{migration.version:04d} {migration.name}")
+            return applied
+
+        return self._guard("migration", run)
+
+    def schema_version(self) -> int:
+        client = self._connect()
+        result = self._guard(
+            "query",
+            lambda: client.query(f"SELECT max(version) FROM {self.database}.schema_migrations"),  # noqa: S608
+        )
+        return int(result.result_rows[0][0] or 0)
+
+    # -- loading -------------------------------------------------------------------------------
+    def write(self, batch: LoadBatch) -> None:
+        client = self._connect()
+        groups: dict[str, tuple[Sequence[str], list[Any]]] = {}
+        by_type: dict[type, list[Any]] = defaultdict(list)
+        for record in [*batch.raw_events, *batch.entities]:
+            by_type[type(record)].append(record)
+        for entity_type, records in by_type.items():
+            if entity_type is OrderItemSet:
+                groups["order_item_sets"] = (_ITEM_SET_COLUMNS, [_item_set_row(r) for r in records])
+            else:
+                getter = self._getters[entity_type]
+                groups[_ENTITY_TABLES[entity_type]] = (
+                    _columns_of(entity_type),
+                    [getter(record) for record in records],
+                )
+        for table, (columns, rows) in groups.items():
+            self._guard(
+                f"insert into {table}",
+                lambda table=table, columns=columns, rows=rows: client.insert(
+                    f"{self.database}.{table}",
+                    rows,
+                    column_names=list(columns),
+                    settings=INSERT_SETTINGS,
+                ),
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+        client = self._connect()
+        try:
+            result = client.query(sql, parameters=parameters, settings={"readonly": 2})
+        except (OperationalError, OSError) as error:
+            raise TransientError(f"warehouse query failed: {_first_line(error)}") from error
+        except ClickHouseError as error:
+            raise QueryRejected(_first_line(error)) from None
+        return QueryResult(columns=tuple(result.column_names), rows=list(result.result_rows))
+
+
+def _item_set_row(item_set: OrderItemSet) -> tuple[Any, ...]:
+    items = item_set.items
+    return (
+        item_set.merchant_id,
+        item_set.order_id,
+        item_set.version,
+        *([getattr(item, name) for item in items] for name in _ITEM_COLUMNS),
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__

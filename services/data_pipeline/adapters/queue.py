@@ -1,0 +1,23 @@
+"""The queue port: hand events to the durable queue (QStash) and get deliveries back."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    message_ids: tuple[str, ...]
+    deduplicated: bool
+
+
+class EventQueue(abc.ABC):
+    @abc.abstractmethod
+    async def publish_raw_event(
+        self, body: bytes, *, dedup_id: str, accepted_at_ms: int, sensitive: bool
+    ) -> Published:
+        """Durably enqueue a raw Salla event for the ETL worker. Raises TransientError."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

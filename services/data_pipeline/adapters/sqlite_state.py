@@ -1,0 +1,148 @@
+"""Embedded state store (SQLite in the data dir): the local default when REDIS_URL is unset.
+
+One process owns it (the dev stack); every operation is a short transaction, run inline because
+SQLite in WAL mode answers in microseconds. Ids are stored as text: Salla ids are unsigned
+64-bit, SQLite integers are signed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from data_pipeline.adapters.state import (
+    SETTLEMENT_TTL_SECONDS,
+    EncryptedTokens,
+    MerchantRecord,
+    StateStore,
+    Verdict,
+    decide,
+)
+from data_pipeline.errors import TransientError
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settlements (
+    event_key TEXT PRIMARY KEY, message_id TEXT NOT NULL, outcome TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS merchants (
+    merchant_id TEXT PRIMARY KEY, installed INTEGER NOT NULL DEFAULT 0,
+    install_version INTEGER NOT NULL DEFAULT 0, access_token BLOB, refresh_token BLOB,
+    expires_at REAL, scope TEXT NOT NULL DEFAULT '', token_version INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class SqliteStateStore(StateStore):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # survives process crashes, not power loss
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            except sqlite3.Error as error:
+                raise TransientError(f"state store failed: {error}") from error
+
+    async def settle(self, event_key: str, message_id: str, outcome: str) -> Verdict:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> Verdict:
+            row = db.execute(
+                "SELECT message_id, outcome FROM settlements"
+                " WHERE event_key = ? AND expires_at > ?",
+                (event_key, now),
+            ).fetchone()
+            verdict = decide(row, message_id, outcome)
+            if verdict in (Verdict.FIRST, Verdict.RECOVERED):
+                db.execute(
+                    "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?)",
+                    (event_key, message_id, outcome, now + SETTLEMENT_TTL_SECONDS),
+                )
+            return verdict
+
+        verdict = self._transaction(work)
+        self._writes += 1
+        if self._writes % 5000 == 0:
+            self._transaction(
+                lambda db: db.execute("DELETE FROM settlements WHERE expires_at <= ?", (now,))
+            )
+        return verdict
+
+    async def get_merchant(self, merchant_id: int) -> MerchantRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT installed, install_version, access_token, refresh_token, expires_at, scope,"
+                " token_version FROM merchants WHERE merchant_id = ?",
+                (str(merchant_id),),
+            ).fetchone()
+        if row is None:
+            return None
+        return MerchantRecord(merchant_id, bool(row[0]), *row[1:])
+
+    async def set_installed(self, merchant_id: int, installed: bool, version: int) -> bool:
+        return self._versioned_update(
+            merchant_id,
+            "install_version",
+            version,
+            "installed = ?, install_version = ?",
+            (int(installed), version),
+        )
+
+    async def set_tokens(self, merchant_id: int, tokens: EncryptedTokens, version: int) -> bool:
+        return self._versioned_update(
+            merchant_id,
+            "token_version",
+            version,
+            "access_token = ?, refresh_token = ?, expires_at = ?, scope = ?, token_version = ?",
+            (tokens.access_token, tokens.refresh_token, tokens.expires_at, tokens.scope, version),
+        )
+
+    def _versioned_update(
+        self,
+        merchant_id: int,
+        version_column: str,
+        version: int,
+        assignments: str,
+        values: tuple[Any, ...],
+    ) -> bool:
+        key = str(merchant_id)
+
+        def work(db: sqlite3.Connection) -> bool:
+            db.execute("INSERT OR IGNORE INTO merchants (merchant_id) VALUES (?)", (key,))
+            cursor = db.execute(
+                f"UPDATE merchants SET {assignments} "  # noqa: S608 - column names are ours
+                f"WHERE merchant_id = ? AND {version_column} < ?",
+                (*values, key, version),
+            )
+            return cursor.rowcount == 1
+
+        return self._transaction(work)
+
+    async def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1")
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,81 @@
+"""The low-latency state store port: settlements, merchants (and, later, jobs and limits).
+
+Two implementations behind one contract test suite: Redis (production, shared by every function
+instance) and SQLite (embedded local default when REDIS_URL is unset).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import StrEnum
+
+# How long an event's settlement is remembered: longer than Salla's retry window (~15 min) and
+# QStash's DLQ retention (7 days on pay-as-you-go), so late copies are recognised.
+SETTLEMENT_TTL_SECONDS = 35 * 24 * 3600
+
+
+class Verdict(StrEnum):
+    FIRST = "first"  # this event's first settlement: count it
+    REDELIVERY = "redelivery"  # the same queue message again: already counted
+    DUPLICATE = "duplicate"  # another copy of an event already settled
+    RECOVERED = "recovered"  # a dead-lettered event loaded by a DLQ replay
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantRecord:
+    merchant_id: int
+    installed: bool
+    install_version: int
+    access_token: bytes | None = None  # encrypted
+    refresh_token: bytes | None = None  # encrypted
+    expires_at: float | None = None  # Unix seconds
+    scope: str = ""
+    token_version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.installed and self.access_token is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedTokens:
+    access_token: bytes
+    refresh_token: bytes
+    expires_at: float | None
+    scope: str
+
+
+class StateStore(abc.ABC):
+    @abc.abstractmethod
+    async def settle(self, event_key: str, message_id: str, outcome: str) -> Verdict:
+        """Record that `event_key` reached `outcome` through queue message `message_id`."""
+
+    @abc.abstractmethod
+    async def get_merchant(self, merchant_id: int) -> MerchantRecord | None: ...
+
+    @abc.abstractmethod
+    async def set_installed(self, merchant_id: int, installed: bool, version: int) -> bool:
+        """Apply if `version` is newer than the stored installation state; True if applied."""
+
+    @abc.abstractmethod
+    async def set_tokens(self, merchant_id: int, tokens: EncryptedTokens, version: int) -> bool:
+        """Apply if `version` is newer than the stored tokens; True if applied."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+def decide(existing: tuple[str, str] | None, message_id: str, outcome: str) -> Verdict:
+    """The settlement rule both implementations apply atomically."""
+    if existing is None:
+        return Verdict.FIRST
+    previous_message, previous_outcome = existing
+    if previous_message == message_id:
+        return Verdict.REDELIVERY
+    if previous_outcome == "dead_lettered" and outcome in ("loaded", "ignored"):
+        return Verdict.RECOVERED
+    return Verdict.DUPLICATE

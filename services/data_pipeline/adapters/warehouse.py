@@ -1,0 +1,70 @@
+"""The warehouse port: load versioned entities and raw events, read the contract views."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from data_pipeline.domain.model import WarehouseEntity
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A received event as archived for replay. Credentials are already redacted from `body`."""
+
+    merchant_id: int
+    body_sha256: str
+    event: str
+    event_created_at: datetime | None
+    received_at: datetime
+    source: str
+    body: str
+
+
+@dataclass(slots=True)
+class LoadBatch:
+    raw_events: list[RawEvent] = field(default_factory=list)
+    entities: list[WarehouseEntity] = field(default_factory=list)
+
+    @classmethod
+    def combine(cls, batches: Iterable[LoadBatch]) -> LoadBatch:
+        combined = cls()
+        for batch in batches:
+            combined.raw_events.extend(batch.raw_events)
+            combined.entities.extend(batch.entities)
+        return combined
+
+    @property
+    def size(self) -> int:
+        return len(self.raw_events) + len(self.entities)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+class Warehouse(abc.ABC):
+    """Blocking interface: callers on an event loop run it in a worker thread."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names of those applied."""
+
+    @abc.abstractmethod
+    def write(self, batch: LoadBatch) -> None:
+        """Insert and wait for confirmation. Raises TransientError on any failure."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+        """Run a read-only query."""
+
+    @abc.abstractmethod
+    def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

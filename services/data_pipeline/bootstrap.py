@@ -1,0 +1,95 @@
+"""The one place concrete adapters are chosen and wired, from configuration only.
+
+Called once per process (cold start, dev stack) and by tests, which may pass their own adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qstash import Receiver
+
+from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+from data_pipeline.adapters.qstash_queue import QStashQueue
+from data_pipeline.adapters.state import StateStore
+from data_pipeline.adapters.token_cipher import TokenCipher
+from data_pipeline.adapters.warehouse import Warehouse
+from data_pipeline.observability.logging import configure_logging
+from data_pipeline.observability.metrics import PipelineMetrics
+from data_pipeline.service_layer.ingest import WebhookIngress
+from data_pipeline.service_layer.loader import GroupCommitLoader
+from data_pipeline.service_layer.processing import EventProcessor
+from shared.contract import PipelineSettings
+
+
+@dataclass
+class Container:
+    settings: PipelineSettings
+    metrics: PipelineMetrics
+    warehouse: Warehouse
+    queue: QStashQueue
+    state: StateStore
+    cipher: TokenCipher
+    loader: GroupCommitLoader
+    ingress: WebhookIngress
+    processor: EventProcessor
+    receiver: Receiver
+
+    async def aclose(self) -> None:
+        await self.loader.drain()
+        await self.queue.close()
+        await self.state.close()
+        self.warehouse.close()
+
+
+def build_state_store(settings: PipelineSettings) -> StateStore:
+    if settings.redis_url is not None:
+        from data_pipeline.adapters.redis_state import RedisStateStore
+
+        return RedisStateStore(settings.redis_url.get_secret_value())
+    from data_pipeline.adapters.sqlite_state import SqliteStateStore
+
+    return SqliteStateStore(settings.pipeline_data_dir.resolve() / "state.sqlite3")
+
+
+def bootstrap(
+    settings: PipelineSettings,
+    *,
+    warehouse: Warehouse | None = None,
+    state: StateStore | None = None,
+    metrics: PipelineMetrics | None = None,
+) -> Container:
+    configure_logging(settings.log_level)
+    metrics = metrics or PipelineMetrics()
+    warehouse = warehouse or ClickHouseWarehouse(
+        settings.clickhouse_url.get_secret_value(), settings.clickhouse_database
+    )
+    state = state or build_state_store(settings)
+    queue = QStashQueue(
+        token=settings.qstash_token.get_secret_value(),
+        base_url=str(settings.qstash_url).rstrip("/"),
+        retries=settings.qstash_retries,
+        retry_delay=settings.qstash_retry_delay,
+    )
+    cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
+    loader = GroupCommitLoader(warehouse, metrics)
+    return Container(
+        settings=settings,
+        metrics=metrics,
+        warehouse=warehouse,
+        queue=queue,
+        state=state,
+        cipher=cipher,
+        loader=loader,
+        ingress=WebhookIngress(
+            queue,
+            metrics,
+            secret=settings.salla_webhook_secret.get_secret_value().encode(),
+            strategy=settings.salla_webhook_strategy,
+        ),
+        processor=EventProcessor(loader, state, cipher, metrics),
+        receiver=Receiver(
+            current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
+            next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
+        ),
+    )

@@ -1,0 +1,160 @@
+"""The local stack behind `salla-pipeline dev`: QStash-compatible server + pipeline service.
+
+Local defaults fill only what the environment does not set: secrets are generated once per data
+dir (and printed), QStash points at the local server with its public dev keys, the warehouse is
+chDB in the data dir, state is embedded. Production differs by configuration only.
+
+Shutdown order matters for "nothing accepted is lost": first the queue stops starting
+deliveries and lets in-flight ones finish (the service must still answer them), then the service
+stops accepting and finishes its requests, then the queue server closes. Undelivered messages
+stay in the queue's store and are delivered after the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_pipeline.adapters.token_cipher import TokenCipher
+from data_pipeline.bootstrap import Container, bootstrap
+from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
+from data_pipeline.devtools.serving import RunningServer, start_server
+from data_pipeline.entrypoints.api.app import create_app
+from shared.contract import (
+    DEV_QSTASH_CURRENT_SIGNING_KEY,
+    DEV_QSTASH_NEXT_SIGNING_KEY,
+    DEV_QSTASH_TOKEN,
+    PipelineSettings,
+    load_settings,
+)
+from shared.topics import RAW_EVENTS_TOPIC, TOPIC_DELIVERY_PATHS
+
+SECRETS_FILE = "local-secrets.json"
+
+
+@dataclass(frozen=True)
+class LocalSecrets:
+    webhook_secret: str
+    api_key: str
+    token_encryption_key: str
+
+
+def local_secrets(data_dir: Path) -> LocalSecrets:
+    """Per-data-dir development secrets, generated on first use and kept (mode 0600)."""
+    path = data_dir / SECRETS_FILE
+    if path.exists():
+        return LocalSecrets(**json.loads(path.read_text()))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    created = LocalSecrets(
+        webhook_secret="local-whsec-" + secrets.token_urlsafe(18),
+        api_key="local-key-" + secrets.token_urlsafe(18),
+        token_encryption_key=TokenCipher.generate_key(),
+    )
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(created.__dict__))
+    return created
+
+
+@dataclass
+class LocalStackOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    qstash_port: int = 8080
+
+
+def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool]:
+    """Fill unset variables with local defaults. Returns (secrets, whether QStash is local)."""
+    data_dir = options.data_dir.resolve()
+    generated = local_secrets(data_dir)
+    run_local_qstash = "QSTASH_URL" not in os.environ
+    public_host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host  # noqa: S104
+    defaults = {
+        "PIPELINE_ENVIRONMENT": "local",
+        "PIPELINE_DATA_DIR": str(data_dir),
+        "PIPELINE_PUBLIC_URL": f"http://{public_host}:{options.port}",
+        "PIPELINE_API_KEY": generated.api_key,
+        "SALLA_WEBHOOK_SECRET": generated.webhook_secret,
+        "TOKEN_ENCRYPTION_KEY": generated.token_encryption_key,
+        "CLICKHOUSE_URL": f"chdb://{data_dir / 'clickhouse'}",
+        "QSTASH_URL": f"http://127.0.0.1:{options.qstash_port}",
+        "QSTASH_TOKEN": DEV_QSTASH_TOKEN,
+        "QSTASH_CURRENT_SIGNING_KEY": DEV_QSTASH_CURRENT_SIGNING_KEY,
+        "QSTASH_NEXT_SIGNING_KEY": DEV_QSTASH_NEXT_SIGNING_KEY,
+    }
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    return generated, run_local_qstash
+
+
+@dataclass
+class LocalStack:
+    settings: PipelineSettings
+    options: LocalStackOptions
+    run_local_qstash: bool
+    qstash: QStashDevServer | None = None
+    container: Container | None = None
+    _service: RunningServer | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls, options: LocalStackOptions) -> LocalStack:
+        _, run_local_qstash = apply_local_defaults(options)
+        return cls(settings=load_settings(), options=options, run_local_qstash=run_local_qstash)
+
+    @property
+    def service_url(self) -> str:
+        assert self._service is not None
+        return self._service.url
+
+    async def start(self) -> LocalStack:
+        settings = self.settings
+        if self.run_local_qstash:
+            self.qstash = await QStashDevServer(
+                QStashDevConfig(
+                    data_dir=settings.pipeline_data_dir / "qstash",
+                    host="127.0.0.1",
+                    port=self.options.qstash_port,
+                    token=settings.qstash_token.get_secret_value(),
+                    current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
+                    next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
+                )
+            ).start()
+        self.container = bootstrap(settings)
+        self.container.warehouse.migrate()
+        for topic, path in TOPIC_DELIVERY_PATHS.items():
+            await self.container.queue.ensure_topic(topic, [settings.delivery_url(path)])
+        self._service = await start_server(
+            create_app(self.container), self.options.host, self.options.port
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self.qstash is not None and self.qstash.state is not None:
+            await self.qstash.state.dispatcher.stop()
+        if self._service is not None:
+            await self._service.stop()  # lifespan shutdown closes the container
+            self._service = None
+        if self.qstash is not None:
+            await self.qstash.stop()
+
+    def describe(self) -> dict[str, str]:
+        settings = self.settings
+        return {
+            "webhook": settings.delivery_url("/api/webhooks/salla"),
+            "api docs": settings.delivery_url("/docs"),
+            "metrics": settings.delivery_url("/metrics"),
+            "qstash": str(settings.qstash_url).rstrip("/") + (" (local)" if self.qstash else ""),
+            "warehouse": _redact_dsn(settings.clickhouse_url.get_secret_value()),
+            "state": "embedded SQLite" if settings.redis_url is None else "Redis",
+            "topic": RAW_EVENTS_TOPIC,
+        }
+
+
+def _redact_dsn(dsn: str) -> str:
+    if "@" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,230 @@
+"""Delivers due messages with QStash's semantics: signed attempts, retries, backoff, DLQ.
+
+A 2xx delivers. 489 with `Upstash-NonRetryable-Error: true` dead-letters at once. Anything else
+(including timeouts and connection errors) is retried while retries remain, after the wait the
+response asked for, else the message's retry-delay expression, else QStash's default backoff;
+then the message goes to the DLQ with the last response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import secrets
+from collections.abc import Callable
+
+import httpx
+import structlog
+
+from data_pipeline.devtools.qstash_server.model import DeadLetter, Message, now_ms
+from data_pipeline.devtools.qstash_server.signing import sign_delivery
+from data_pipeline.devtools.qstash_server.store import QStashStore
+from data_pipeline.devtools.qstash_server.timing import (
+    compile_retry_delay,
+    default_backoff,
+    retry_after_seconds,
+)
+
+log = structlog.get_logger("qstash_dev")
+RESPONSE_BODY_LIMIT = 64 * 1024
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: QStashStore,
+        signing_key: Callable[[], str],
+        *,
+        concurrency: int = 64,
+        hold: bool = False,
+    ) -> None:
+        self._store = store
+        self._signing_key = signing_key
+        self._concurrency = concurrency
+        self._hold = hold  # accept and keep messages but never deliver (for benchmarks)
+        self._heap: list[tuple[int, int, str]] = []
+        self._sequence = itertools.count()
+        self._messages: dict[str, Message] = {}
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"User-Agent": "Upstash-QStash"},
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        for message in self._store.load_messages():
+            self.schedule(message)
+        self._runner = asyncio.create_task(self._run(), name="qstash-dispatcher")
+
+    async def stop(self) -> None:
+        """Start nothing new, let in-flight deliveries finish; pending ones stay in the store."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        if self._runner is not None:
+            await self._runner
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._http.aclose()
+
+    @property
+    def pending(self) -> int:
+        return len(self._messages)
+
+    def schedule(self, message: Message) -> None:
+        self._messages[message.message_id] = message
+        heapq.heappush(
+            self._heap, (message.not_before_ms, next(self._sequence), message.message_id)
+        )
+        self._wakeup.set()
+
+    def forget(self, message_id: str) -> Message | None:
+        return self._messages.pop(message_id, None)
+
+    def message(self, message_id: str) -> Message | None:
+        return self._messages.get(message_id)
+
+    def all_messages(self) -> list[Message]:
+        return list(self._messages.values())
+
+    # -- scheduling ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            due = self._pop_due()
+            if due is None:
+                await self._sleep_until_next()
+                continue
+            await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                break
+            task = asyncio.create_task(self._attempt(due))
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+
+    def _pop_due(self) -> Message | None:
+        if self._hold:
+            return None
+        now = now_ms()
+        while self._heap and self._heap[0][0] <= now:
+            not_before, _, message_id = heapq.heappop(self._heap)
+            message = self._messages.get(message_id)
+            if message is not None and message.not_before_ms == not_before:
+                return message
+        return None
+
+    async def _sleep_until_next(self) -> None:
+        timeout = None
+        if self._heap and not self._hold:
+            timeout = max(0.0, (self._heap[0][0] - now_ms()) / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    # -- delivery ------------------------------------------------------------------------------
+    async def _attempt(self, message: Message) -> None:
+        headers = {name: values[-1] for name, values in message.headers.items()}
+        headers.update({
+            "Upstash-Signature": sign_delivery(message.url, message.body, self._signing_key()),
+            "Upstash-Message-Id": message.message_id,
+            "Upstash-Retried": str(message.retried),
+        })  # fmt: skip
+        if message.topic_name:
+            headers["Upstash-Topic-Name"] = message.topic_name
+        if message.caller_ip:
+            headers["Upstash-Caller-Ip"] = message.caller_ip
+        try:
+            response = await self._http.request(
+                message.method,
+                message.url,
+                content=message.body,
+                headers=headers,
+                timeout=message.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+            )
+        except httpx.HTTPError as error:
+            self._failed(message, 0, {}, b"", f"{type(error).__name__}: {error}"[:300])
+            return
+        if response.is_success:
+            self._delivered(message)
+        elif (
+            response.status_code == 489
+            and response.headers.get("upstash-nonretryable-error", "").lower() == "true"
+        ):
+            self._dead_letter(message, response, "non-retryable error")
+        else:
+            self._failed(
+                message,
+                response.status_code,
+                dict(response.headers),
+                response.content[:RESPONSE_BODY_LIMIT],
+                f"status {response.status_code}",
+            )
+
+    def _delivered(self, message: Message) -> None:
+        if self._messages.pop(message.message_id, None) is None:
+            return  # cancelled while in flight
+        with self._store.transaction() as db:
+            self._store.delete_message(db, message.message_id)
+            self._store.log(db, message, "DELIVERED", response_status=200)
+
+    def _failed(
+        self, message: Message, status: int, headers: dict[str, str], body: bytes, error: str
+    ) -> None:
+        if message.message_id not in self._messages:
+            return
+        if message.retried >= message.max_retries:
+            self._to_dlq(message, status, headers, body, error)
+            return
+        message.retried += 1
+        wait = retry_after_seconds({k.lower(): v for k, v in headers.items()})
+        if wait is None and message.retry_delay:
+            wait = compile_retry_delay(message.retry_delay)(message.retried - 1) / 1000
+        if wait is None:
+            wait = default_backoff(message.retried)
+        message.not_before_ms = now_ms() + int(wait * 1000)
+        with self._store.transaction() as db:
+            self._store.save_messages(db, [message], state=None)
+            self._store.log(db, message, "ERROR", error=error, response_status=status)
+            self._store.log(db, message, "RETRY", next_delivery_ms=message.not_before_ms)
+        self.schedule(message)
+
+    def _dead_letter(self, message: Message, response: httpx.Response, error: str) -> None:
+        if message.message_id in self._messages:
+            self._to_dlq(
+                message,
+                response.status_code,
+                dict(response.headers),
+                response.content[:RESPONSE_BODY_LIMIT],
+                error,
+            )
+
+    def _to_dlq(
+        self, message: Message, status: int, headers: dict[str, str], body: bytes, error: str
+    ) -> None:
+        self._messages.pop(message.message_id, None)
+        letter = DeadLetter(
+            dlq_id=f"{now_ms()}-{secrets.randbelow(10**6)}",
+            message=message,
+            response_status=status,
+            response_headers={name: [value] for name, value in headers.items()},
+            response_body=body,
+            failed_at_ms=now_ms(),
+        )
+        with self._store.transaction() as db:
+            self._store.delete_message(db, message.message_id)
+            self._store.add_dead_letter(db, letter)
+            self._store.log(db, message, "FAILED", error=error, response_status=status)
+        log.info("dead_lettered", message_id=message.message_id, status=status, error=error)

@@ -1,0 +1,66 @@
+"""Start and stop the local QStash-compatible server (in-process or via `qstash-dev`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_pipeline.devtools.qstash_server.app import ServerState, create_qstash_app
+from data_pipeline.devtools.qstash_server.dispatcher import Dispatcher
+from data_pipeline.devtools.qstash_server.store import QStashStore
+from data_pipeline.devtools.serving import RunningServer, start_server
+from shared.contract import (
+    DEV_QSTASH_CURRENT_SIGNING_KEY,
+    DEV_QSTASH_NEXT_SIGNING_KEY,
+    DEV_QSTASH_TOKEN,
+)
+
+
+@dataclass
+class QStashDevConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = DEV_QSTASH_TOKEN
+    current_signing_key: str = DEV_QSTASH_CURRENT_SIGNING_KEY
+    next_signing_key: str = DEV_QSTASH_NEXT_SIGNING_KEY
+    concurrency: int = 64
+    hold: bool = False
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class QStashDevServer:
+    config: QStashDevConfig
+    state: ServerState | None = None
+    _running: RunningServer | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        assert self._running is not None, "server not started"
+        return self._running.url
+
+    async def start(self) -> QStashDevServer:
+        config = self.config
+        store = QStashStore(config.data_dir / "qstash.sqlite3")
+        keys = [config.current_signing_key, config.next_signing_key]
+        dispatcher = Dispatcher(
+            store, lambda: keys[0], concurrency=config.concurrency, hold=config.hold
+        )
+        self.state = ServerState(
+            store=store, dispatcher=dispatcher, token=config.token, keys=keys,
+            max_body_bytes=config.max_body_bytes,
+        )  # fmt: skip
+        app = create_qstash_app(self.state)
+        self._running = await start_server(app, config.host, config.port, lifespan="off")
+        dispatcher.start()
+        return self
+
+    async def stop(self) -> None:
+        """Finish in-flight deliveries, stop accepting, keep everything pending on disk."""
+        if self.state is None or self._running is None:
+            return
+        await self.state.dispatcher.stop()
+        await self._running.stop()
+        self.state.store.close()
+        self.state = None

@@ -1,0 +1,62 @@
+"""Run ASGI apps under uvicorn inside our own event loop, with our own signal handling.
+
+uvicorn's `Server.serve()` installs its handlers and re-raises the captured signal after a
+graceful shutdown (so the process would die by SIGTERM, not exit 0). The local stack has to stop
+its parts in a specific order, so the supervisor owns the signals and uvicorn gets none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+
+class SupervisedServer(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningServer:
+    server: SupervisedServer
+    task: asyncio.Task[None]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests (uvicorn's graceful shutdown), return."""
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(app: Any, host: str, port: int, *, lifespan: str = "on") -> RunningServer:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        http="httptools",
+    )
+    server = SupervisedServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task  # surfaces the start-up error (port in use, lifespan failure)
+            raise RuntimeError(f"server on {host}:{port} stopped during start-up")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(server=server, task=task, host=host, port=bound)

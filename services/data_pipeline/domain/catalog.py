@@ -1,0 +1,81 @@
+"""Salla products (webhook product model and Admin API products) to product versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from data_pipeline.domain.dates import parse_optional_datetime
+from data_pipeline.domain.envelope import parse_id
+from data_pipeline.domain.fields import integer, obj, text
+from data_pipeline.domain.model import ProductVersion
+from data_pipeline.domain.money import parse_currency, parse_decimal
+
+PRODUCT_EVENTS = frozenset(
+    {
+        "product.created",
+        "product.updated",
+        "product.deleted",
+        "product.available",
+        "product.quantity.low",
+        "product.price.updated",
+        "product.status.updated",
+        "product.image.updated",
+        "product.category.updated",
+        "product.brand.updated",
+        "product.tags.updated",
+    }
+)
+
+
+def product_id_of(product: dict[str, Any]) -> int:
+    return parse_id(product.get("id"), field="product.id")
+
+
+def product_updated_at(product: dict[str, Any]) -> datetime | None:
+    return parse_optional_datetime(product.get("updated_at"), field="product.updated_at")
+
+
+def product_version(
+    product: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+) -> ProductVersion:
+    price = product.get("price")
+    return ProductVersion(
+        merchant_id=merchant_id,
+        product_id=product_id_of(product),
+        version=version,
+        event_time=event_time,
+        name=text(product.get("name"), field="product.name", limit=500),
+        description=text(product.get("description"), field="product.description", limit=4000),
+        sku=text(product.get("sku"), field="product.sku", limit=200),
+        price=parse_decimal(price, field="product.price"),
+        sale_price=parse_decimal(product.get("sale_price"), field="product.sale_price"),
+        currency=parse_currency(
+            (price.get("currency") if isinstance(price, dict) else None) or product.get("currency"),
+            field="product.currency",
+        ),
+        status=text(product.get("status"), field="product.status", limit=32),
+        product_type=text(product.get("type"), field="product.type", limit=32),
+        quantity=integer(product.get("quantity"), field="product.quantity"),
+        category=_first_category(product.get("categories")),
+        updated_at=product_updated_at(product),
+    )
+
+
+def product_tombstone(
+    product: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+) -> ProductVersion:
+    return ProductVersion(
+        merchant_id=merchant_id,
+        product_id=product_id_of(product),
+        version=version,
+        event_time=event_time,
+        is_deleted=True,
+    )
+
+
+def _first_category(categories: Any) -> str | None:
+    if not isinstance(categories, list) or not categories:
+        return None
+    first = obj(categories[0], field="product.categories[0]")
+    return text(first.get("name"), field="product.categories[0].name", limit=200)

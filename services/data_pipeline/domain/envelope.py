@@ -1,0 +1,97 @@
+"""The Salla webhook envelope: {"event", "merchant", "created_at", "data"}.
+
+Salla sends no event id, so an event is identified by the SHA-256 of its raw body (the dedup key
+the Salla reference recommends). `merchant` is a top-level number, never an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from data_pipeline.domain.dates import parse_salla_datetime
+from data_pipeline.errors import InvalidPayload
+
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-zA-Z0-9_]+){0,5}$")
+_MAX_ID = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    event: str
+    merchant_id: int
+    created_at: datetime | None
+    data: dict[str, Any]
+    body_sha256: str
+
+
+def body_sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def parse_envelope(raw: bytes, *, digest: str | None = None) -> Envelope:
+    """Parse and validate the envelope; raise InvalidPayload with the reason otherwise."""
+    document = decode_json_object(raw)
+    check_envelope_shape(document)
+    created_raw = document.get("created_at")
+    created_at = (
+        None if created_raw in (None, "") else parse_salla_datetime(created_raw, field="created_at")
+    )
+    return Envelope(
+        event=document["event"],
+        merchant_id=parse_id(document["merchant"], field="merchant"),
+        created_at=created_at,
+        data=document["data"],
+        body_sha256=digest or body_sha256(raw),
+    )
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16/32, which Salla never sends.
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidPayload("body is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise InvalidPayload(f"body is not JSON: {error.msg} at position {error.pos}") from None
+    except ValueError:  # e.g. an integer literal over Python's 4300-digit limit
+        raise InvalidPayload("body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidPayload("body is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise InvalidPayload("body must be a JSON object")
+    return document
+
+
+def check_envelope_shape(document: dict[str, Any]) -> None:
+    """The cheap structural check the webhook ingress runs before publishing."""
+    missing = [key for key in ("event", "merchant", "data") if key not in document]
+    if missing:
+        raise InvalidPayload(f"envelope is missing {', '.join(missing)}")
+    event = document["event"]
+    if not isinstance(event, str) or len(event) > 100 or not _EVENT_NAME.match(event):
+        raise InvalidPayload("envelope 'event' must be an event name such as 'order.created'")
+    parse_id(document["merchant"], field="merchant")
+    if not isinstance(document["data"], dict):
+        raise InvalidPayload("envelope 'data' must be an object")
+
+
+def parse_id(value: Any, *, field: str) -> int:
+    """Salla ids are unsigned 64-bit integers, sent as numbers or digit strings."""
+    if isinstance(value, bool):
+        raise InvalidPayload(f"{field}: expected an id, got a boolean")
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value.strip())
+    if not isinstance(value, int) or not 0 < value <= _MAX_ID:
+        raise InvalidPayload(f"{field}: {str(value)[:30]!r} is not a valid id")
+    return value
+
+
+def parse_optional_id(value: Any, *, field: str) -> int | None:
+    if value is None or value == "" or value == 0:
+        return None
+    return parse_id(value, field=field)

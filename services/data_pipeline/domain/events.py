@@ -1,0 +1,118 @@
+"""Webhook events to domain changes, routed by an explicit event-type → handler table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from data_pipeline.domain import app_events, catalog, customers, orders
+from data_pipeline.domain.dates import parse_optional_datetime
+from data_pipeline.domain.envelope import Envelope
+from data_pipeline.domain.model import MerchantChange, OrderVersion, WarehouseEntity
+from data_pipeline.domain.versioning import make_version, rank_for_event
+from data_pipeline.errors import InvalidPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Transformation:
+    """What one event changes. `modeled` is False for event types we deliberately ignore."""
+
+    modeled: bool
+    entities: tuple[WarehouseEntity, ...] = ()
+    merchant_changes: tuple[MerchantChange, ...] = ()
+
+
+Handler = Callable[[Envelope], Transformation]
+
+
+def transform(envelope: Envelope) -> Transformation:
+    handler = HANDLERS.get(envelope.event)
+    if handler is None:
+        return Transformation(modeled=False)
+    return handler(envelope)
+
+
+def is_modeled(event: str) -> bool:
+    return event in HANDLERS
+
+
+def _stamp(envelope: Envelope, own_time: datetime | None) -> tuple[int, datetime]:
+    """Version and event time: the entity's own update time, else the envelope's created_at."""
+    event_time = own_time or envelope.created_at
+    if event_time is None:
+        raise InvalidPayload("event has no created_at and the entity no update time")
+    rank = rank_for_event(envelope.event)
+    return make_version(event_time, rank, envelope.body_sha256), event_time
+
+
+def _order(envelope: Envelope) -> Transformation:
+    order = orders.unwrap_order(envelope.data)
+    own = parse_optional_datetime(order.get("updated_at"), field="order.updated_at")
+    version, event_time = _stamp(envelope, own)
+    merchant = envelope.merchant_id
+    if envelope.event == "order.deleted":
+        tombstone = OrderVersion(
+            merchant_id=merchant,
+            order_id=orders.order_id_of(order),
+            version=version,
+            event_time=event_time,
+            is_deleted=True,
+        )
+        return Transformation(modeled=True, entities=(tombstone,))
+    header = orders.order_version(
+        order, merchant_id=merchant, version=version, event_time=event_time
+    )
+    items = orders.order_item_set(order, merchant_id=merchant, version=version)
+    return Transformation(modeled=True, entities=(header,) if items is None else (header, items))
+
+
+def _product(envelope: Envelope) -> Transformation:
+    product = envelope.data
+    version, event_time = _stamp(envelope, catalog.product_updated_at(product))
+    build = (
+        catalog.product_tombstone
+        if envelope.event == "product.deleted"
+        else (catalog.product_version)
+    )
+    entity = build(
+        product, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+    )
+    return Transformation(modeled=True, entities=(entity,))
+
+
+def _customer(envelope: Envelope) -> Transformation:
+    customer = envelope.data
+    version, event_time = _stamp(envelope, customers.customer_updated_at(customer))
+    entity = customers.customer_version(
+        customer, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+    )
+    return Transformation(modeled=True, entities=(entity,))
+
+
+def _cart(envelope: Envelope) -> Transformation:
+    cart = envelope.data
+    version, event_time = _stamp(envelope, customers.cart_updated_at(cart))
+    entity = customers.cart_version(
+        cart, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+    )
+    return Transformation(modeled=True, entities=(entity,))
+
+
+def _app(envelope: Envelope) -> Transformation:
+    version, _ = _stamp(envelope, None)
+    merchant = envelope.merchant_id
+    installed = app_events.install_change(envelope.event, merchant_id=merchant, version=version)
+    if envelope.event != "app.store.authorize":
+        return Transformation(modeled=True, merchant_changes=(installed,))
+    tokens = app_events.authorization(envelope.data, merchant_id=merchant, version=version)
+    return Transformation(modeled=True, merchant_changes=(tokens, installed))
+
+
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(orders.ORDER_EVENTS, _order),
+    **dict.fromkeys(catalog.PRODUCT_EVENTS, _product),
+    **dict.fromkeys(customers.CUSTOMER_EVENTS, _customer),
+    **dict.fromkeys(customers.CART_EVENTS, _cart),
+    **dict.fromkeys(app_events.APP_EVENTS, _app),
+}

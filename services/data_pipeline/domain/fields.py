@@ -1,0 +1,47 @@
+"""Small, strict readers for loosely typed payload fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data_pipeline.errors import InvalidPayload
+
+MAX_TEXT = 2000
+
+
+def text(value: Any, *, field: str, limit: int = MAX_TEXT) -> str | None:
+    """A string field (numbers are accepted as their text), trimmed and capped at `limit`."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidPayload(f"{field}: expected text, got a boolean")
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{field}: expected text, got {type(value).__name__}")
+    cleaned = value.replace("\x00", "").strip()
+    return cleaned[:limit] if cleaned else None
+
+
+def obj(value: Any, *, field: str) -> dict[str, Any]:
+    """A nested object; absent or null reads as empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"{field}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def integer(value: Any, *, field: str) -> int | None:
+    """An integer that may arrive as a number, a digit string (product quantity "50") or null."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidPayload(f"{field}: expected an integer, got a boolean")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or abs(value) >= 2**62:
+        raise InvalidPayload(f"{field}: {str(value)[:30]!r} is not an integer")
+    return value

@@ -1,0 +1,38 @@
+"""Dependencies for the routers: the wired container and service-to-service authentication."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from data_pipeline.bootstrap import Container
+
+_bearer = HTTPBearer(auto_error=False, description="PIPELINE_API_KEY")
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def require_api_key(
+    container: ContainerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    expected = container.settings.pipeline_api_key.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials else b""
+    if not hmac.compare_digest(given, expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid service API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+ServiceAuth = Depends(require_api_key)

@@ -1,0 +1,89 @@
+"""Queue consumers: endpoints QStash delivers to. Every delivery is signature-checked first."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from qstash.errors import SignatureError
+
+from data_pipeline.adapters.qstash_queue import ACCEPTED_AT_HEADER
+from data_pipeline.bootstrap import Container
+from data_pipeline.entrypoints.api.body import read_limited
+from data_pipeline.entrypoints.api.deps import ContainerDep
+from data_pipeline.entrypoints.api.errors import delivery_answer
+from data_pipeline.errors import PermanentError, TransientError
+from shared.topics import PROCESS_EVENT_PATH
+
+router = APIRouter(tags=["queue"])
+MAX_DELIVERY_BYTES = 2 * 1024 * 1024
+
+
+class DeliveryResult(BaseModel):
+    outcome: str
+
+
+class DeliveryError(BaseModel):
+    error: str
+
+
+def verify_delivery(container: Container, raw: bytes, signature: str | None, path: str) -> bool:
+    """QStash's JWT, checked against the exact delivery URL and the raw body, before parsing."""
+    if not signature:
+        return False
+    try:
+        container.receiver.verify(
+            signature=signature,
+            body=raw.decode("utf-8"),
+            url=container.settings.delivery_url(path),
+        )
+    except (SignatureError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+@router.post(
+    PROCESS_EVENT_PATH,
+    response_model=DeliveryResult,
+    summary="Process a raw Salla event (QStash delivery)",
+    responses={
+        401: {"model": DeliveryError, "description": "Missing or invalid Upstash-Signature"},
+        489: {"model": DeliveryError, "description": "Event can never load; QStash dead-letters"},
+        503: {"model": DeliveryError, "description": "Dependency unavailable; QStash retries"},
+    },
+)
+async def process_event(request: Request, container: ContainerDep) -> Response:
+    """Verify QStash's signature, transform the Salla event and load it idempotently."""
+    metrics = container.metrics
+    try:
+        raw = await read_limited(request, MAX_DELIVERY_BYTES)
+    except Exception:
+        metrics.deliveries_rejected.labels("too_large").inc()
+        return JSONResponse({"error": "delivery too large"}, status_code=413)
+    if not verify_delivery(
+        container, raw, request.headers.get("upstash-signature"), PROCESS_EVENT_PATH
+    ):
+        metrics.deliveries_rejected.labels("signature").inc()
+        return JSONResponse({"error": "invalid or missing Upstash-Signature"}, status_code=401)
+    message_id = request.headers.get("upstash-message-id", "")
+    accepted_at = request.headers.get(ACCEPTED_AT_HEADER, "")
+    try:
+        outcome = await container.processor.process(
+            raw,
+            message_id=message_id,
+            accepted_at_ms=int(accepted_at) if accepted_at.isdigit() else None,
+        )
+    except PermanentError as error:
+        await container.processor.dead_letter(raw, message_id=message_id, reason=str(error))
+        return delivery_answer(error)
+    except TransientError as error:
+        metrics.delivery_failures.labels("transient").inc()
+        if _is_final_attempt(request, container):
+            await container.processor.dead_letter(raw, message_id=message_id, reason=str(error))
+        return delivery_answer(error)
+    return JSONResponse({"outcome": outcome})
+
+
+def _is_final_attempt(request: Request, container: Container) -> bool:
+    retried = request.headers.get("upstash-retried", "0")
+    return retried.isdigit() and int(retried) >= container.settings.qstash_retries

@@ -1,0 +1,23 @@
+"""The `salla-pipeline` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from data_pipeline.entrypoints.cli import dlq, stack, warehouse, webhook
+
+app = typer.Typer(
+    name="salla-pipeline",
+    help="Salla data pipeline: local stack, operations and tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+app.command()(stack.dev)
+app.command("qstash-dev")(stack.qstash_dev)
+app.command()(warehouse.migrate)
+app.add_typer(webhook.app, name="webhook")
+app.add_typer(dlq.app, name="dlq")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""`salla-pipeline dev` and `salla-pipeline qstash-dev`: long-running local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from data_pipeline.entrypoints.cli.console import console, fail, run
+from shared.contract import ConfigurationError
+
+HostOption = Annotated[str, typer.Option(help="Interface to bind.")]
+DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where local state lives.")]
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def dev(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Service port.")] = 8000,
+    qstash_port: Annotated[int, typer.Option(help="Local QStash server port.")] = 8080,
+    data_dir: DataDirOption = Path(".data"),
+) -> None:
+    """Run the local stack (QStash-compatible server + pipeline) until Ctrl-C or SIGTERM."""
+    from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
+
+    options = LocalStackOptions(data_dir=data_dir, host=host, port=port, qstash_port=qstash_port)
+    try:
+        stack = LocalStack.from_environment(options)
+    except ConfigurationError as error:
+        fail(str(error))
+
+    async def serve() -> None:
+        try:
+            await stack.start()
+        except (OSError, RuntimeError, SystemExit) as error:
+            await stack.stop()
+            fail(f"could not start the local stack: {error}")
+        table = Table.grid(padding=(0, 2))
+        for name, value in stack.describe().items():
+            table.add_row(f"[bold]{name}[/]", value)
+        generated = local_secrets(data_dir.resolve())
+        if os.environ["SALLA_WEBHOOK_SECRET"] == generated.webhook_secret:
+            table.add_row("[bold]webhook secret[/]", generated.webhook_secret)
+        if os.environ["PIPELINE_API_KEY"] == generated.api_key:
+            table.add_row("[bold]api key[/]", generated.api_key)
+        console.print(Panel(table, title="Salla data pipeline · local stack", expand=False))
+        console.print("Ctrl-C or SIGTERM stops it; pending deliveries are kept for next start.")
+        await _wait_for_signal()
+        console.print("stopping: finishing in-flight deliveries…")
+        await stack.stop()
+        console.print("stopped cleanly")
+
+    run(serve())
+
+
+def qstash_dev(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (QStash's dev server uses 8080).")] = 8080,
+    data_dir: DataDirOption = Path(".data"),
+    hold: Annotated[bool, typer.Option(help="Store messages but never deliver.")] = False,
+) -> None:
+    """Run only the local QStash-compatible server (publish, URL groups, retries, DLQ)."""
+    from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
+
+    config = QStashDevConfig(
+        data_dir=(data_dir / "qstash").resolve(), host=host, port=port, hold=hold
+    )
+    for name, attribute in (
+        ("QSTASH_TOKEN", "token"),
+        ("QSTASH_CURRENT_SIGNING_KEY", "current_signing_key"),
+        ("QSTASH_NEXT_SIGNING_KEY", "next_signing_key"),
+    ):
+        if os.environ.get(name):
+            setattr(config, attribute, os.environ[name])
+
+    async def serve() -> None:
+        try:
+            server = await QStashDevServer(config).start()
+        except (OSError, RuntimeError, SystemExit) as error:
+            fail(f"could not start the QStash server: {error}")
+        console.print(f"QStash-compatible server at {server.url}")
+        console.print(f"QSTASH_URL={server.url}")
+        await _wait_for_signal()
+        await server.stop()
+
+    run(serve())

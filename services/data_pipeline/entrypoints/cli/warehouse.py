@@ -1,0 +1,38 @@
+"""`salla-pipeline migrate`: apply the warehouse migrations (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_pipeline.entrypoints.cli.console import console, fail
+from data_pipeline.errors import TransientError
+
+
+def migrate(
+    dsn: Annotated[
+        str | None,
+        typer.Option(envvar="CLICKHOUSE_URL", help="clickhouse-connect DSN.", show_default=False),
+    ] = None,
+    database: Annotated[str, typer.Option(envvar="CLICKHOUSE_DATABASE")] = "analytics",
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="For the local chDB default.")] = (
+        Path(".data")
+    ),
+) -> None:
+    """Create or upgrade the warehouse schema; safe to run any number of times."""
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+
+    target = dsn or f"chdb://{(data_dir / 'clickhouse').resolve()}"
+    warehouse = ClickHouseWarehouse(target, database)
+    try:
+        applied = warehouse.migrate()
+        version = warehouse.schema_version()
+    except TransientError as error:
+        fail(f"{error} (a running local stack holds the chDB directory; stop it first)")
+    finally:
+        warehouse.close()
+    for name in applied:
+        console.print(f"applied {name}")
+    console.print(f"schema at version {version}" + ("" if applied else " (already current)"))

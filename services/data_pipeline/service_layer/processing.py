@@ -1,0 +1,124 @@
+"""ETLWorker: one Salla event from the queue to the warehouse and the state store.
+
+Idempotent by construction: warehouse rows are versions keyed by the event's own time, merchant
+state is applied only when newer, and the settlement record decides whether this delivery is
+the event's first (counted), a redelivery of the same queue message (not counted again), or a
+later copy of an event already settled (counted as a duplicate). A retried delivery therefore
+converges to the same final state, whatever failed half-way through the previous attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from data_pipeline.adapters.state import EncryptedTokens, StateStore, Verdict
+from data_pipeline.adapters.token_cipher import TokenCipher
+from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
+from data_pipeline.domain.app_events import redact_secrets
+from data_pipeline.domain.envelope import Envelope, body_sha256, parse_envelope
+from data_pipeline.domain.events import transform
+from data_pipeline.domain.model import MerchantAuthorized, MerchantChange, MerchantInstallChanged
+from data_pipeline.observability.metrics import PipelineMetrics
+from data_pipeline.service_layer.loader import GroupCommitLoader
+
+log = structlog.get_logger("worker")
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        loader: GroupCommitLoader,
+        state: StateStore,
+        cipher: TokenCipher,
+        metrics: PipelineMetrics,
+    ) -> None:
+        self._loader = loader
+        self._state = state
+        self._cipher = cipher
+        self._metrics = metrics
+
+    async def process(
+        self, raw: bytes, *, message_id: str, accepted_at_ms: int | None = None
+    ) -> str:
+        """Load one event. Raises InvalidPayload (dead-letter) or TransientError (retry)."""
+        envelope = parse_envelope(raw)
+        result = transform(envelope)
+        received = (
+            datetime.fromtimestamp(accepted_at_ms / 1000, UTC)
+            if accepted_at_ms
+            else datetime.now(UTC)
+        )
+        batch = LoadBatch(raw_events=[archive_record(envelope, raw, received, "webhook")],
+                          entities=list(result.entities))  # fmt: skip
+        await self._loader.load(batch)
+        await self.apply_merchant_changes(result.merchant_changes)
+        outcome = "loaded" if result.modeled else "ignored"
+        verdict = await self._state.settle(envelope.body_sha256, message_id, outcome)
+        self._count(verdict, outcome)
+        if verdict is Verdict.FIRST and accepted_at_ms:
+            self._metrics.freshness_seconds.observe(max(0.0, time.time() - accepted_at_ms / 1000))
+        log.info(
+            "event_settled", salla_event=envelope.event, merchant=envelope.merchant_id,
+            body_sha256=envelope.body_sha256, message_id=message_id, outcome=outcome,
+            verdict=verdict.value,
+        )  # fmt: skip
+        return outcome if verdict is not Verdict.DUPLICATE else "duplicate"
+
+    async def dead_letter(self, raw: bytes, *, message_id: str, reason: str) -> None:
+        """Count an event QStash will now dead-letter (poison, or retries exhausted)."""
+        verdict = Verdict.FIRST
+        try:
+            verdict = await self._state.settle(body_sha256(raw), message_id, "dead_lettered")
+        except Exception:
+            log.warning("settlement_not_recorded", message_id=message_id)
+        if verdict is Verdict.FIRST:
+            self._metrics.settle("dead_lettered")
+        log.warning("event_dead_lettered", message_id=message_id, reason=reason[:300])
+
+    async def apply_merchant_changes(self, changes: Sequence[MerchantChange]) -> None:
+        for change in changes:
+            if isinstance(change, MerchantAuthorized):
+                tokens = EncryptedTokens(
+                    access_token=self._cipher.encrypt(change.access_token),
+                    refresh_token=self._cipher.encrypt(change.refresh_token),
+                    expires_at=change.expires_at.timestamp() if change.expires_at else None,
+                    scope=change.scope,
+                )
+                await self._state.set_tokens(change.merchant_id, tokens, change.version)
+            elif isinstance(change, MerchantInstallChanged):
+                await self._state.set_installed(
+                    change.merchant_id, change.installed, change.version
+                )
+
+    def _count(self, verdict: Verdict, outcome: str) -> None:
+        if verdict is Verdict.FIRST:
+            self._metrics.settle(outcome)
+        elif verdict is Verdict.DUPLICATE:
+            self._metrics.settle("duplicate")
+        elif verdict is Verdict.RECOVERED:
+            self._metrics.events_recovered.inc()
+        else:
+            self._metrics.redeliveries.inc()
+
+
+def archive_record(envelope: Envelope, raw: bytes, received: datetime, source: str) -> RawEvent:
+    """The raw event as archived: byte-exact, except that credentials are redacted."""
+    if envelope.event.startswith("app."):
+        document = json.loads(raw)
+        body = json.dumps(redact_secrets(document), ensure_ascii=False, separators=(",", ":"))
+    else:
+        body = raw.decode("utf-8")
+    return RawEvent(
+        merchant_id=envelope.merchant_id,
+        body_sha256=envelope.body_sha256,
+        event=envelope.event,
+        event_created_at=envelope.created_at,
+        received_at=received,
+        source=source,
+        body=body,
+    )

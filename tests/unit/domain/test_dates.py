@@ -1,0 +1,75 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from data_pipeline.domain.dates import RIYADH, parse_optional_datetime, parse_salla_datetime
+from data_pipeline.errors import InvalidPayload
+from hypothesis import given
+from hypothesis import strategies as st
+
+NOON_UTC = datetime(2022, 6, 26, 9, 21, 48, tzinfo=UTC)  # 12:21:48 in Riyadh
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Sun Jun 26 2022 12:21:48 GMT+0300",
+        "Sun Jun 26 2022 12:21:48 GMT+0300 (Arabia Standard Time)",
+        "2022-06-26 12:21:48",
+        "2022-06-26T09:21:48Z",
+        "2022-06-26T09:21:48.000000Z",
+        "2022-06-26T12:21:48+03:00",
+        {"date": "2022-06-26 12:21:48.000000", "timezone_type": 3, "timezone": "Asia/Riyadh"},
+        {"date": "2022-06-26 09:21:48.000000", "timezone_type": 3, "timezone": "UTC"},
+        {"date": "2022-06-26 12:21:48.000000", "timezone_type": 1, "timezone": "+03:00"},
+        1656235308,
+    ],
+)
+def test_every_documented_date_shape_means_the_same_instant(raw):
+    assert parse_salla_datetime(raw, field="created_at") == NOON_UTC
+
+
+def test_a_bare_date_is_midnight_in_riyadh():
+    assert parse_salla_datetime("2023-07-27", field="d") == datetime(2023, 7, 26, 21, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "yesterday",
+        "2022-13-01 00:00:00",
+        "Sun Foo 26 2022 12:21:48 GMT+0300",
+        {"date": "2022-06-26 12:21:48", "timezone": "Mars/Olympus"},
+        {"date": "2022-06-26 12:21:48", "timezone": "../../etc/passwd"},
+        {"timezone": "Asia/Riyadh"},
+        True,
+        [2022],
+        "1900-01-01 00:00:00",
+        10**20,
+    ],
+)
+def test_unparseable_dates_are_rejected_naming_the_field(raw):
+    with pytest.raises(InvalidPayload, match="created_at"):
+        parse_salla_datetime(raw, field="created_at")
+
+
+def test_empty_optional_dates_are_none():
+    assert parse_optional_datetime(None, field="d") is None
+    assert parse_optional_datetime({"date": None}, field="d") is None
+
+
+@given(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2099, 1, 1)))
+def test_js_and_php_renderings_of_any_riyadh_time_agree(local):
+    moment = local.replace(microsecond=0, tzinfo=RIYADH)
+    js = moment.strftime("%a %b %d %Y %H:%M:%S GMT+0300")
+    php = {"date": moment.strftime("%Y-%m-%d %H:%M:%S.000000"), "timezone": "Asia/Riyadh"}
+    assert parse_salla_datetime(js, field="d") == parse_salla_datetime(php, field="d")
+    assert parse_salla_datetime(js, field="d").utcoffset() == timedelta(0)
+
+
+@given(st.text(max_size=40))
+def test_arbitrary_text_never_raises_anything_but_invalid_payload(text):
+    try:
+        parsed = parse_salla_datetime(text, field="d")
+    except InvalidPayload:
+        return
+    assert parsed.tzinfo is not None
