@@ -446,6 +446,8 @@ class StoreSimulation:
 
 def demo_store(merchant_id: int = 1305146709, seed: int = 7, orders: int = 40) -> StoreSimulation:
     """A store's month: the event stream `make demo` and the convergence tests replay."""
+    if orders < 4:
+        raise ValueError("the demo store needs at least 4 orders")
     store = StoreSimulation(merchant_id=merchant_id, seed=seed)
     store.authorize_app("ory_at_demo_access_token", "ory_rt_demo_refresh_token")
     store.create_products()
@@ -458,7 +460,7 @@ def demo_store(merchant_id: int = 1305146709, seed: int = 7, orders: int = 40) -
     store.update_product_price(0, Decimal("49.50"))
     store.update_product_price(3, Decimal("179.00"))
     store.change_items(placed[1])
-    store.change_items(placed[5])
+    store.change_items(placed[5 % len(placed)])
     store.cancel(placed[2])
     store.delete(placed[3])
     store.delete_product(len(store.product_ids) - 1)

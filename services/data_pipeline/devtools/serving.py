@@ -8,6 +8,7 @@ its parts in a specific order, so the supervisor owns the signals and uvicorn ge
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,18 @@ class RunningServer:
         await self.task
 
 
-async def start_server(app: Any, host: str, port: int, *, lifespan: str = "on") -> RunningServer:
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting, so the final URL (needed by signature checks) is known up front."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def start_server(
+    app: Any, host: str, port: int, *, lifespan: str = "on", sock: socket.socket | None = None
+) -> RunningServer:
     config = uvicorn.Config(
         app,
         host=host,
@@ -52,7 +64,7 @@ async def start_server(app: Any, host: str, port: int, *, lifespan: str = "on") 
         http="httptools",
     )
     server = SupervisedServer(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     while not server.started:
         if task.done():
             await task  # surfaces the start-up error (port in use, lifespan failure)

@@ -1,4 +1,8 @@
-"""Structured JSON logs. Values passed to log calls are ids and outcomes, never secrets or PII."""
+"""Structured JSON logs. Values passed to log calls are ids and outcomes, never secrets or PII.
+
+structlog renders each event to one JSON line and hands it to the standard library's logging, so
+the host decides where it goes (stdout in Lambda and the dev stack, captured per test in pytest).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import sys
 
 import structlog
 
-_configured = False
-
 
 def configure_logging(level: str = "INFO") -> None:
-    global _configured
-    if _configured:
-        return
     numeric = logging.getLevelName(level)
-    logging.basicConfig(stream=sys.stdout, level=numeric, format="%(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(numeric)
     # httpx logs every request (URLs, no bodies) at INFO; too chatty for a service's logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
@@ -27,7 +31,6 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
     )
-    _configured = True

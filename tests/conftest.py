@@ -1,0 +1,55 @@
+"""Shared fixtures. One chDB engine serves the whole test process (chDB allows one data path per
+process); tests isolate themselves with their own database in it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.support.harness import Harness, start_harness, stop_harness, warehouse_for
+from tests.support.redis_server import redis_server
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb") / "clickhouse"
+
+
+@pytest.fixture
+def warehouse(chdb_path: Path):
+    store = warehouse_for(chdb_path)
+    yield store
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def harness(tmp_path: Path, chdb_path: Path) -> AsyncIterator[Harness]:
+    running = await start_harness(tmp_path, chdb_path)
+    try:
+        yield running
+    finally:
+        await stop_harness(running)
+
+
+@pytest_asyncio.fixture
+async def harness_with(tmp_path: Path, chdb_path: Path) -> AsyncIterator[Any]:
+    """A harness factory for tests that need other settings (retries, strategy, ...)."""
+    started: list[Harness] = []
+
+    async def start(**settings: Any) -> Harness:
+        running = await start_harness(tmp_path / str(len(started)), chdb_path, **settings)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await stop_harness(running)
