@@ -68,13 +68,14 @@ def test_any_delivery_order_with_duplicates_converges_to_the_truth(warehouse):
 def test_items_removed_by_an_update_disappear(warehouse):
     store = demo_store()
     order = store.truth.orders[
-        [e for e in store.events if e["event"] == "order.products.updated"][0]["data"]["id"]
+        next(e for e in store.events if e["event"] == "order.products.updated")["data"]["id"]
     ]
     warehouse.write(batch_of(store.events))
     items = {
         row[0]
         for row in warehouse.query(
-            f"SELECT item_id FROM {warehouse.database}.sales_facts WHERE order_id = {order.order_id}"
+            f"SELECT item_id FROM {warehouse.database}.sales_facts"
+            f" WHERE order_id = {order.order_id}"
         ).rows
     }
     assert items == {line.item_id for line in order.lines}
@@ -116,7 +117,7 @@ def test_credentials_never_reach_the_raw_archive(warehouse):
 
 
 def test_read_queries_cannot_write(warehouse):
-    with pytest.raises(QueryRejected, match="readonly|READONLY"):
+    with pytest.raises(QueryRejected, match=r"(?i)readonly"):
         warehouse.query(f"DROP TABLE {warehouse.database}.raw_events")
     with pytest.raises(QueryRejected):
         warehouse.query("SELEC nonsense")
@@ -143,7 +144,9 @@ def test_an_unreachable_server_is_a_transient_failure():
     )
     with pytest.raises(TransientError, match="warehouse"):
         remote.write(batch_of(demo_store().events[:5]))
-    assert "pw" not in str(pytest.raises(TransientError, remote.ping).value)
+    with pytest.raises(TransientError) as failure:
+        remote.ping()
+    assert "pw" not in str(failure.value)  # the DSN's password never reaches an error message
 
 
 def test_database_names_are_plain_identifiers():
