@@ -102,7 +102,9 @@ class PipelineSettings(BaseSettings):
         parts = urlsplit(dsn)
         if parts.scheme not in _CLICKHOUSE_SCHEMES:
             raise ValueError(f"scheme must be one of {sorted(_CLICKHOUSE_SCHEMES)}")
-        if parts.scheme == "chdb" and parts.netloc not in ("", "memory") and not parts.path:
+        # clickhouse-connect reads chdb://./x as location "." and database "x", so only the
+        # absolute form (empty netloc) and the in-memory engine are accepted.
+        if parts.scheme == "chdb" and parts.netloc not in ("", "memory"):
             raise ValueError("chdb DSNs are chdb:///absolute/path or chdb://memory")
         if parts.scheme == "chdb" and parts.netloc == "" and not parts.path.startswith("/"):
             raise ValueError("chdb data path must be absolute (chdb:///abs/path)")

@@ -1,0 +1,133 @@
+"""The `salla-pipeline` command line, run as a subprocess against real local servers."""
+
+import json
+import signal
+
+import httpx
+import pytest
+from data_pipeline.devtools.salla_samples import demo_store, encode
+from qstash import QStash
+
+from shared.contract import DEV_QSTASH_TOKEN
+from shared.topics import RAW_EVENTS_TOPIC
+from tests.support.cli import clean_env, run_cli, start_cli, wait_healthy
+from tests.support.redis_server import free_port
+
+
+def sql(base, api_key, query):
+    response = httpx.post(
+        base + "/api/dev/sql",
+        json={"sql": query},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["rows"]
+
+
+def stop(process, timeout=60):
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+@pytest.mark.slow
+def test_dev_stack_stops_cleanly_and_keeps_pending_deliveries_across_a_restart(tmp_path):
+    port, qport = free_port(), free_port()
+    base, args = (
+        f"http://127.0.0.1:{port}",
+        ("dev", "--port", str(port), "--qstash-port", str(qport), "--data-dir", str(tmp_path)),
+    )
+    process = start_cli(*args)
+    wait_healthy(base, process)
+    sent = run_cli("webhook", "send", "order.created", "--url", base, "--data-dir", str(tmp_path))
+    assert sent.returncode == 0 and '"accepted"' in sent.stdout
+
+    # Hand the queue events that are due only after the stack has stopped.
+    store = demo_store(seed=21, orders=4)
+    queue = QStash(DEV_QSTASH_TOKEN, base_url=f"http://127.0.0.1:{qport}")
+    for event in store.events:
+        queue.message.publish(url_group=RAW_EVENTS_TOPIC, body=encode(event), delay="4s")
+    code, output = stop(process)
+    assert code == 0, output
+    assert "stopped cleanly" in output and "Traceback" not in output
+
+    restarted = start_cli(*args)
+    try:
+        wait_healthy(base, restarted)
+        api_key = json.loads((tmp_path / "local-secrets.json").read_text())["api_key"]
+        expected = 1 + len(store.truth.live_orders())
+        for _ in range(150):
+            if sql(base, api_key, "SELECT count() FROM analytics.orders") == [[expected]]:
+                break
+            __import__("time").sleep(0.1)
+        assert sql(base, api_key, "SELECT count() FROM analytics.orders") == [[expected]]
+        listed = run_cli("dlq", "list", "--url", f"http://127.0.0.1:{qport}")
+        assert listed.returncode == 0 and "Dead-letter queue (0)" in listed.stdout
+    finally:
+        code, output = stop(restarted)
+    assert code == 0, output
+
+
+def test_bad_configuration_fails_at_start_with_one_line(tmp_path):
+    result = run_cli(
+        "dev",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        str(free_port()),
+        env=clean_env(CLICKHOUSE_URL="ftp://warehouse"),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "CLICKHOUSE_URL" in lines[0] and "scheme" in lines[0]
+
+
+def test_migrate_is_idempotent(tmp_path):
+    first = run_cli("migrate", "--data-dir", str(tmp_path))
+    second = run_cli("migrate", "--data-dir", str(tmp_path))
+    assert first.returncode == 0 and "applied 0002" in first.stdout
+    assert second.returncode == 0 and "already current" in second.stdout
+
+
+def test_webhook_send_explains_a_bad_file(tmp_path):
+    bad = tmp_path / "payload.json"
+    bad.write_text("{not json")
+    result = run_cli(
+        "webhook",
+        "send",
+        "order.created",
+        "--file",
+        str(bad),
+        env=clean_env(SALLA_WEBHOOK_SECRET="x" * 20),
+    )
+    assert result.returncode == 2 and "cannot read" in result.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"event": "product.created", "merchant": 1, "data": {}}))
+    result = run_cli(
+        "webhook",
+        "send",
+        "order.created",
+        "--file",
+        str(other),
+        env=clean_env(SALLA_WEBHOOK_SECRET="x" * 20),
+    )
+    assert result.returncode == 2 and "not 'order.created'" in result.stderr
+
+
+def test_webhook_send_reports_an_unreachable_stack(tmp_path):
+    result = run_cli(
+        "webhook",
+        "send",
+        "order.created",
+        "--url",
+        f"http://127.0.0.1:{free_port()}",
+        env=clean_env(SALLA_WEBHOOK_SECRET="x" * 20),
+    )
+    assert result.returncode == 2 and "could not reach" in result.stderr
+
+
+def test_dlq_replay_needs_an_id_or_all():
+    result = run_cli("dlq", "replay")
+    assert result.returncode == 2 and "--all" in result.stderr

@@ -1,0 +1,113 @@
+"""The environment-variable contract: typed, validated, one clear line per problem."""
+
+import pytest
+from data_pipeline.adapters.token_cipher import TokenCipher
+
+from shared.contract import (
+    DEV_QSTASH_TOKEN,
+    ConfigurationError,
+    PipelineSettings,
+    env_var_names,
+    load_settings,
+    secret_env_var_names,
+)
+
+KEY = TokenCipher.generate_key()
+VALID = {
+    "PIPELINE_PUBLIC_URL": "https://pipeline.example.com",
+    "PIPELINE_API_KEY": "k" * 32,
+    "SALLA_WEBHOOK_SECRET": "s" * 32,
+    "QSTASH_TOKEN": "qstash-real-token",
+    "QSTASH_CURRENT_SIGNING_KEY": "sig_current_real",
+    "QSTASH_NEXT_SIGNING_KEY": "sig_next_real",
+    "CLICKHOUSE_URL": "https://writer:pw@abc.clickhouse.cloud:8443",
+    "TOKEN_ENCRYPTION_KEY": KEY,
+}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in env_var_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in VALID.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_a_complete_production_environment_loads(env):
+    settings = load_settings()
+    assert settings.clickhouse_database == "analytics" and settings.qstash_retries == 3
+    assert settings.delivery_url("/api/queue/process-event") == (
+        "https://pipeline.example.com/api/queue/process-event"
+    )
+    assert settings.uses_embedded_state
+
+
+def test_missing_variables_are_named_on_one_line(env):
+    env.delenv("QSTASH_TOKEN")
+    env.delenv("CLICKHOUSE_URL")
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "QSTASH_TOKEN is required" in message and "CLICKHOUSE_URL is required" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CLICKHOUSE_URL", "ftp://host", "CLICKHOUSE_URL"),
+        ("CLICKHOUSE_URL", "chdb://./relative", "CLICKHOUSE_URL"),
+        ("CLICKHOUSE_DATABASE", "analytics; DROP DATABASE x", "CLICKHOUSE_DATABASE"),
+        ("REDIS_URL", "http://redis", "REDIS_URL"),
+        ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key", "TOKEN_ENCRYPTION_KEY"),
+        ("QSTASH_RETRIES", "99", "QSTASH_RETRIES"),
+        ("QSTASH_RETRIES", "three", "QSTASH_RETRIES"),
+        ("SALLA_WEBHOOK_STRATEGY", "none", "SALLA_WEBHOOK_STRATEGY"),
+        ("PIPELINE_PUBLIC_URL", "not a url", "PIPELINE_PUBLIC_URL"),
+        ("PIPELINE_ENVIRONMENT", "staging", "PIPELINE_ENVIRONMENT"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+    ],
+)
+def test_malformed_values_fail_naming_the_variable(env, name, value, expected):
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=expected) as error:
+        load_settings()
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("QSTASH_TOKEN", DEV_QSTASH_TOKEN, "public QStash dev credential"),
+        ("SALLA_WEBHOOK_SECRET", "short", "at least 16"),
+        ("PIPELINE_API_KEY", "short", "at least 16"),
+        ("PIPELINE_PUBLIC_URL", "http://pipeline.example.com", "https"),
+    ],
+)
+def test_production_refuses_development_credentials(env, name, value, reason):
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"{name}.*{reason}"):
+        load_settings()
+    env.setenv("PIPELINE_ENVIRONMENT", "local")
+    assert load_settings()  # the same values are fine on a laptop
+
+
+def test_secrets_never_appear_in_the_settings_repr(env):
+    rendered = repr(load_settings()) + str(load_settings().model_dump())
+    for secret in ("k" * 32, "s" * 32, "qstash-real-token", "pw", KEY):
+        assert secret not in rendered
+
+
+def test_the_contract_names_its_secrets():
+    secrets = secret_env_var_names()
+    assert {
+        "QSTASH_TOKEN",
+        "CLICKHOUSE_URL",
+        "REDIS_URL",
+        "TOKEN_ENCRYPTION_KEY",
+        "SALLA_WEBHOOK_SECRET",
+        "PIPELINE_API_KEY",
+    } <= secrets
+    assert "CLICKHOUSE_DATABASE" not in secrets and "PIPELINE_PUBLIC_URL" not in secrets
+    assert set(env_var_names()) == {name.upper() for name in PipelineSettings.model_fields}
