@@ -1,13 +1,26 @@
 """QStash through the official `qstash` SDK (async client, so the ack path never blocks).
 
+Group commit for publishes: webhooks that arrive while a publish is in flight go out together
+in one `POST /v2/batch` (one HTTP round trip and one QStash request for many events), and each
+webhook is answered only when *its* entry is durably accepted. An idle service publishes at
+once; a busy one amortises the HTTP cost, which dominates the ack path's CPU.
+
+If a batch fails as a whole (or QStash reports an error entry, which the SDK surfaces as a
+KeyError), every entry is retried on its own, so one bad entry never fails its neighbours. A
+copy that the failed batch did enqueue comes back `deduplicated` (same dedup id) and is still
+reported as a first publish.
+
 The SDK's own timeout is 600 s and it retries connection errors with multi-second backoff;
-webhook acks cannot wait that long, so every publish runs under a short overall deadline and a
-failure becomes TransientError (the webhook answers 503 and Salla retries later).
+webhook acks cannot wait that long, so every wait runs under a short deadline and a failure
+becomes TransientError (the webhook answers 503 and Salla retries later).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from qstash import AsyncQStash
@@ -18,6 +31,21 @@ from data_pipeline.errors import TransientError
 from shared.topics import RAW_EVENTS_TOPIC
 
 ACCEPTED_AT_HEADER = "X-Pipeline-Accepted-At"
+MAX_BATCH_ENTRIES = 100
+MAX_BATCH_BYTES = 900_000  # under the 1 MB message limit of QStash's smallest plan
+# Batches in flight at once: the next batch leaves while the previous one is on the wire, so a
+# webhook waits for at most one round trip before its own publish starts.
+MAX_IN_FLIGHT = 2
+_FAILURES = (
+    QStashError, httpx.HTTPError, TimeoutError, TransientError, KeyError, TypeError, ValueError,
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Waiting:
+    entry: dict[str, Any]
+    size: int
+    future: asyncio.Future[Published]
 
 
 class QStashQueue(EventQueue):
@@ -36,37 +64,111 @@ class QStashQueue(EventQueue):
         self._retries = retries
         self._retry_delay = retry_delay
         self._timeout = publish_timeout
+        self._waiting: deque[_Waiting] = deque()
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def publish_raw_event(
         self, body: bytes, *, dedup_id: str, accepted_at_ms: int, sensitive: bool
     ) -> Published:
+        entry: dict[str, Any] = {
+            "url_group": RAW_EVENTS_TOPIC,
+            "body": body.decode("utf-8"),  # batch bodies are JSON strings; webhooks are UTF-8
+            "content_type": "application/json",
+            "deduplication_id": dedup_id,
+            "retries": self._retries,
+            "headers": {ACCEPTED_AT_HEADER: str(accepted_at_ms)},
+        }
+        if self._retry_delay:
+            entry["retry_delay"] = self._retry_delay
+        if sensitive:  # bodies carrying OAuth tokens are hidden from QStash logs and the DLQ API
+            entry["redact"] = {"body": True}
+        future: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(entry, len(body), future))
+        if len(self._flushers) < MAX_IN_FLIGHT:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        # No timer per webhook: every batch call runs under the deadline and the flushers always
+        # settle the futures they take, so this wait is bounded by the queue ahead plus one call.
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch = self._take()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    responses = await self.client.message.batch([w.entry for w in batch])  # type: ignore[misc]
+                if len(responses) != len(batch):
+                    raise ValueError("batch answer does not match the request")
+                for waiting, response in zip(batch, responses, strict=True):
+                    _settle(waiting.future, result=_published(response))
+            except _FAILURES as error:
+                if len(batch) == 1:
+                    _settle(batch[0].future, error=_unavailable(error))
+                else:
+                    await asyncio.gather(*(self._publish_alone(w) for w in batch))
+            except Exception as error:  # never leave a webhook waiting on a dead flusher
+                for waiting in batch:
+                    _settle(waiting.future, error=_unavailable(error))
+                raise
+
+    async def _publish_alone(self, waiting: _Waiting) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                responses = await self.client.message.publish(
-                    url_group=RAW_EVENTS_TOPIC,
-                    body=body,
-                    content_type="application/json",
-                    deduplication_id=dedup_id,
-                    retries=self._retries,
-                    retry_delay=self._retry_delay,
-                    headers={ACCEPTED_AT_HEADER: str(accepted_at_ms)},
-                    # Bodies carrying OAuth tokens are hidden from QStash logs and DLQ listings.
-                    redact={"body": True} if sensitive else None,
-                )
-        except (QStashError, httpx.HTTPError, TimeoutError, ValueError) as error:
-            raise TransientError(
-                f"queue unavailable: {type(error).__name__}: {error}"[:300]
-            ) from error
-        if not isinstance(responses, list) or not responses:
-            raise TransientError(f"topic {RAW_EVENTS_TOPIC} has no endpoints to deliver to")
-        return Published(
-            message_ids=tuple(r.message_id for r in responses),
-            deduplicated=all(r.deduplicated for r in responses),
-        )
+                response = await self.client.message.publish(**waiting.entry)
+        except _FAILURES as error:
+            _settle(waiting.future, error=_unavailable(error))
+            return
+        published = _published(response)
+        # The failed batch may have enqueued this entry already: that is not a Salla duplicate.
+        _settle(waiting.future, result=Published(published.message_ids, deduplicated=False))
+
+    def _take(self) -> list[_Waiting]:
+        batch: list[_Waiting] = []
+        size = 0
+        while self._waiting and len(batch) < MAX_BATCH_ENTRIES:
+            nxt = self._waiting[0]
+            if batch and size + nxt.size > MAX_BATCH_BYTES:
+                break
+            batch.append(self._waiting.popleft())
+            size += nxt.size
+        return batch
 
     async def ensure_topic(self, topic: str, urls: list[str]) -> None:
         """Point a URL group at our endpoints (local stacks; Pulumi owns this in the cloud)."""
         await self.client.url_group.upsert_endpoints(topic, [{"url": url} for url in urls])
 
     async def close(self) -> None:
-        await self.client.http._client.aclose()
+        await asyncio.gather(*self._flushers, return_exceptions=True)
+        await self.client.http._client.aclose()  # the SDK has no public close
+
+
+def _published(response: Any) -> Published:
+    responses = response if isinstance(response, list) else [response]
+    if not responses:
+        raise TransientError(f"topic {RAW_EVENTS_TOPIC} has no endpoints to deliver to")
+    return Published(
+        message_ids=tuple(r.message_id for r in responses),
+        deduplicated=all(r.deduplicated for r in responses),
+    )
+
+
+def _unavailable(error: BaseException) -> TransientError:
+    if isinstance(error, TransientError):
+        return error
+    return TransientError(f"queue unavailable: {type(error).__name__}: {error}"[:300])
+
+
+def _settle(
+    future: asyncio.Future[Published],
+    *,
+    result: Published | None = None,
+    error: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)

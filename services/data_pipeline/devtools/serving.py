@@ -62,6 +62,7 @@ async def start_server(
         access_log=False,
         timeout_graceful_shutdown=30,
         http="httptools",
+        proxy_headers=False,  # nothing sits in front locally; no per-request header rewriting
     )
     server = SupervisedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))

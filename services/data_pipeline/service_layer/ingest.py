@@ -67,7 +67,8 @@ class WebhookIngress:
         if published.deduplicated:
             # QStash will not deliver this copy: it is settled here, at the ingress.
             self._metrics.settle("duplicate")
-        log.info(
+        # DEBUG: the ack path is hot and the accepted counter already counts these.
+        log.debug(
             "webhook_accepted",
             salla_event=event,
             merchant=document["merchant"],

@@ -16,7 +16,7 @@ import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -60,6 +60,10 @@ class ServerState:
     token: str
     keys: list[str]  # [current, next]
     max_body_bytes: int
+    topics: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache of the store's
+
+    def __post_init__(self) -> None:
+        self.topics.update(self.store.topics())
 
 
 def create_qstash_app(state: ServerState) -> Starlette:
@@ -150,30 +154,44 @@ async def publish(request: Request, state: ServerState) -> Response:
     body = await _read_body(request, state.max_body_bytes)
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     draft = _draft(destination, body, pairs, request.client.host if request.client else None)
-    result, duplicate = _accept(draft, state)
+    (outcome,) = _accept_all([draft], state)
+    if isinstance(outcome, ApiError):
+        raise outcome
+    result, duplicate = outcome
     return JSONResponse(result, status_code=202 if duplicate else 200)
 
 
 async def batch(request: Request, state: ServerState) -> Any:
+    """One entry's error is reported in its place; the other entries are still published."""
     entries = _json(await _read_body(request, state.max_body_bytes))
     if not isinstance(entries, list):
         raise ApiError(400, "batch body must be a JSON array")
-    results = []
+    caller = request.client.host if request.client else None
+    drafts: list[Draft | ApiError] = []
     for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("destination"), str):
-            raise ApiError(400, "each batch entry needs a destination")
-        if entry.get("queue"):
-            raise ApiError(400, "queues are not supported by the local QStash-compatible server")
-        headers = entry.get("headers") or {}
-        body = entry.get("body") or ""
-        draft = _draft(
-            entry["destination"],
-            body.encode() if isinstance(body, str) else b"",
-            [(str(k), str(v)) for k, v in headers.items()],
-            request.client.host if request.client else None,
-        )
-        results.append(_accept(draft, state)[0])
+        try:
+            drafts.append(_batch_draft(entry, caller))
+        except ApiError as error:
+            drafts.append(error)
+    accepted = iter(_accept_all([d for d in drafts if isinstance(d, Draft)], state))
+    results: list[Any] = []
+    for draft in drafts:
+        outcome = draft if isinstance(draft, ApiError) else next(accepted)
+        results.append({"error": str(outcome)} if isinstance(outcome, ApiError) else outcome[0])
     return results
+
+
+def _batch_draft(entry: Any, caller: str | None) -> Draft:
+    if not isinstance(entry, dict) or not isinstance(entry.get("destination"), str):
+        raise ApiError(400, "each batch entry needs a destination")
+    if entry.get("queue"):
+        raise ApiError(400, "queues are not supported by the local QStash-compatible server")
+    headers = entry.get("headers") or {}
+    body = entry.get("body") or ""
+    if not isinstance(headers, dict) or not isinstance(body, str):
+        raise ApiError(400, "batch entry headers must be an object and body a string")
+    pairs = [(str(k), str(v)) for k, v in headers.items()]
+    return _draft(entry["destination"], body.encode(), pairs, caller)
 
 
 def _draft(destination: str, body: bytes, header_pairs: list[tuple[str, str]],
@@ -228,47 +246,66 @@ def _draft(destination: str, body: bytes, header_pairs: list[tuple[str, str]],
     )  # fmt: skip
 
 
-def _accept(draft: Draft, state: ServerState) -> tuple[Any, bool]:
-    """Dedup, fan out to endpoints, persist, schedule. Returns (response body, deduplicated)."""
+def _accept_all(drafts: list[Draft], state: ServerState) -> list[tuple[Any, bool] | ApiError]:
+    """Dedup, fan out to endpoints, persist (one transaction), then schedule.
+
+    Each outcome is (response body, deduplicated) or the ApiError of that draft.
+    """
+    outcomes: list[tuple[Any, bool] | ApiError] = []
+    accepted: list[Message] = []
+    with state.store.transaction() as db:
+        for draft in drafts:
+            try:
+                outcome, messages = _accept_one(db, draft, state)
+            except ApiError as error:
+                outcomes.append(error)
+                continue
+            outcomes.append(outcome)
+            accepted.extend(messages)
+    for message in accepted:
+        state.dispatcher.schedule(message)
+    return outcomes
+
+
+def _accept_one(
+    db: Any, draft: Draft, state: ServerState
+) -> tuple[tuple[Any, bool], list[Message]]:
     targets = _targets(draft.destination, state)
     is_group = not draft.destination.startswith(("http://", "https://"))
     scope_key = f"{draft.destination}\n{draft.dedup_id}" if draft.dedup_id else None
-    with state.store.transaction() as db:
-        if scope_key is not None:
-            previous = state.store.dedup_lookup(db, scope_key)
-            if previous is not None:
-                return _mark_duplicate(previous), True
-        messages = [
-            Message(
-                message_id=new_message_id(),
-                url=url,
-                method=draft.method,
-                body=draft.body,
-                headers=draft.headers,
-                max_retries=draft.retries,
-                created_at_ms=now_ms(),
-                not_before_ms=draft.not_before_ms,
-                topic_name=draft.destination if is_group else None,
-                endpoint_name=name,
-                retry_delay=draft.retry_delay,
-                timeout_seconds=draft.timeout_seconds,
-                label=draft.label,
-                redact_body=draft.redact_body,
-                caller_ip=draft.caller_ip,
-            )
-            for url, name in targets
-        ]
-        state.store.save_messages(db, messages)
-        result: Any = (
-            [{"messageId": m.message_id, "url": m.url} for m in messages]
-            if is_group
-            else {"messageId": messages[0].message_id}
+    if scope_key is not None:
+        previous = state.store.dedup_lookup(db, scope_key)
+        if previous is not None:
+            return (_mark_duplicate(previous), True), []
+    messages = [
+        Message(
+            message_id=new_message_id(),
+            url=url,
+            method=draft.method,
+            body=draft.body,
+            headers=draft.headers,
+            max_retries=draft.retries,
+            created_at_ms=now_ms(),
+            not_before_ms=draft.not_before_ms,
+            topic_name=draft.destination if is_group else None,
+            endpoint_name=name,
+            retry_delay=draft.retry_delay,
+            timeout_seconds=draft.timeout_seconds,
+            label=draft.label,
+            redact_body=draft.redact_body,
+            caller_ip=draft.caller_ip,
         )
-        if scope_key is not None:
-            state.store.dedup_remember(db, scope_key, result, DEDUP_WINDOW_MS)
-    for message in messages:
-        state.dispatcher.schedule(message)
-    return result, False
+        for url, name in targets
+    ]
+    state.store.save_messages(db, messages)
+    result: Any = (
+        [{"messageId": m.message_id, "url": m.url} for m in messages]
+        if is_group
+        else {"messageId": messages[0].message_id}
+    )
+    if scope_key is not None:
+        state.store.dedup_remember(db, scope_key, result, DEDUP_WINDOW_MS)
+    return (result, False), messages
 
 
 def _mark_duplicate(previous: Any) -> Any:
@@ -283,7 +320,7 @@ def _targets(destination: str, state: ServerState) -> list[tuple[str, str | None
         return [(destination, None)]
     if not _NAME.match(destination):
         raise ApiError(400, f"invalid destination {destination[:100]!r}")
-    topic = state.store.topics().get(destination)
+    topic = state.topics.get(destination)
     if topic is None:
         raise ApiError(404, f"url group {destination} not found")
     if not topic["endpoints"]:
@@ -351,11 +388,11 @@ def _cancel(state: ServerState, message_id: str) -> bool:
 
 # -- URL groups ----------------------------------------------------------------------------------
 async def list_topics(request: Request, state: ServerState) -> Any:
-    return list(state.store.topics().values())
+    return list(state.topics.values())
 
 
 async def get_topic(request: Request, state: ServerState) -> Any:
-    topic = state.store.topics().get(request.path_params["name"])
+    topic = state.topics.get(request.path_params["name"])
     if topic is None:
         raise ApiError(404, "url group not found")
     return topic
@@ -364,6 +401,7 @@ async def get_topic(request: Request, state: ServerState) -> Any:
 async def delete_topic(request: Request, state: ServerState) -> Response:
     with state.store.transaction() as db:
         state.store.delete_topic(db, request.path_params["name"])
+    state.topics.pop(request.path_params["name"], None)
     return Response(status_code=200)
 
 
@@ -372,7 +410,7 @@ async def upsert_endpoints(request: Request, state: ServerState) -> Response:
     if not _NAME.match(name):
         raise ApiError(400, "invalid url group name")
     endpoints = _endpoints(await _read_body(request, state.max_body_bytes))
-    topic = state.store.topics().get(name) or {
+    topic = state.topics.get(name) or {
         "name": name,
         "endpoints": [],
         "createdAt": now_ms(),
@@ -385,11 +423,12 @@ async def upsert_endpoints(request: Request, state: ServerState) -> Response:
     topic.update(endpoints=list(by_url.values()), updatedAt=now_ms())
     with state.store.transaction() as db:
         state.store.save_topic(db, topic)
+    state.topics[name] = topic
     return Response(status_code=200)
 
 
 async def remove_endpoints(request: Request, state: ServerState) -> Response:
-    topic = state.store.topics().get(request.path_params["name"])
+    topic = state.topics.get(request.path_params["name"])
     if topic is None:
         raise ApiError(404, "url group not found")
     removals = _endpoints(await _read_body(request, state.max_body_bytes))

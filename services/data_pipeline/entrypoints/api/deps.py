@@ -13,7 +13,8 @@ from data_pipeline.bootstrap import Container
 _bearer = HTTPBearer(auto_error=False, description="PIPELINE_API_KEY")
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    # async on purpose: FastAPI runs sync dependencies in a thread pool, a real cost per request.
     container: Container = request.app.state.container
     return container
 
@@ -21,7 +22,7 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def require_api_key(
+async def require_api_key(
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -97,3 +97,12 @@ def qstash_dev(
         await server.stop()
 
     run(serve())
+
+
+def demo(
+    data_dir: DataDirOption = Path(".data/demo"),
+) -> None:
+    """Start a local stack, push a month of realistic Salla events through it, show the result."""
+    from data_pipeline.devtools.demo import demo_main
+
+    raise typer.Exit(demo_main(data_dir))

@@ -1,0 +1,112 @@
+"""Webhook ack: latency and throughput under concurrent load on loopback, against a bare FastAPI
+endpoint measured in the same run.
+
+Processes: the pipeline service (`salla-pipeline dev` pointed at an external QStash), the local
+QStash-compatible server in hold mode (it stores every publish durably but does not deliver, as
+in production where deliveries land on other function instances), the bare endpoint, and the load
+generator. Targets (issue 2): p99 ack ≤ 25 ms at half of our peak; our peak ≥ 40% of the bare one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.salla_samples import encode, sample_envelope
+from data_pipeline.domain.webhook_auth import expected_signature
+
+from bench.processes import CLI, PYTHON, clean_env, free_port, loadgen, process, workdir
+from shared.topics import WEBHOOK_PATH
+
+DISTINCT_BODIES = 4000
+
+
+def write_requests(path: Path, target_path: str, secret: str) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(DISTINCT_BODIES):
+            event = sample_envelope("order.created", merchant_id=1_000_000 + index)
+            body = encode(event)
+            headers = {
+                "Content-Type": "application/json",
+                "X-Salla-Signature": expected_signature(body, secret.encode()),
+            }
+            handle.write(
+                json.dumps({"path": target_path, "body": body.decode(), "headers": headers}) + "\n"
+            )
+
+
+def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
+    with workdir() as tmp:
+        secret = local_secrets(tmp).webhook_secret
+        ours_file, bare_file = tmp / "ours.jsonl", tmp / "bare.jsonl"
+        write_requests(ours_file, WEBHOOK_PATH, secret)
+        write_requests(bare_file, "/ping", secret)
+        qport, sport, bport = free_port(), free_port(), free_port()
+        qstash = [*CLI, "qstash-dev", "--port", str(qport), "--data-dir", str(tmp), "--hold"]
+        service = [*CLI, "dev", "--port", str(sport), "--data-dir", str(tmp)]
+        service_env = clean_env(QSTASH_URL=f"http://127.0.0.1:{qport}")
+        bare = [PYTHON, "-m", "bench.bare_app", "--port", str(bport)]
+        ours_url, bare_url = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"
+        with (
+            process(qstash, f"http://127.0.0.1:{qport}/healthz", log=tmp / "qstash.log"),
+            process(service, ours_url + "/healthz", env=service_env, log=tmp / "service.log"),
+            process(bare, bare_url + "/ping"),
+        ):
+            for url, file in ((bare_url, bare_file), (ours_url, ours_file)):  # warm up
+                loadgen(url, file, mode="peak", connections=8, duration=1)
+            bare_peak = loadgen(
+                bare_url, bare_file, mode="peak", connections=connections, duration=duration
+            )
+            ours_peak = loadgen(
+                ours_url, ours_file, mode="peak", connections=connections, duration=duration
+            )
+            half = max(10.0, ours_peak["rps"] / 2)
+            ours_half = loadgen(
+                ours_url,
+                ours_file,
+                mode="rate",
+                rate=half,
+                duration=duration,
+                connections=connections,
+            )
+            bare_half = loadgen(
+                bare_url,
+                bare_file,
+                mode="rate",
+                rate=half,
+                duration=duration,
+                connections=connections,
+            )
+    return {
+        "bare_peak": bare_peak,
+        "ours_peak": ours_peak,
+        "peak_ratio": round(ours_peak["rps"] / bare_peak["rps"], 3),
+        "half_rate_rps": round(half, 1),
+        "ours_at_half": ours_half,
+        "bare_at_half": bare_half,
+        "targets": {
+            "p99_at_half_ms<=25": ours_half["p99_ms"] <= 25,
+            "peak_ratio>=0.40": ours_peak["rps"] / bare_peak["rps"] >= 0.40,
+        },
+    }
+
+
+def report(result: dict[str, object]) -> str:
+    bp, op = result["bare_peak"], result["ours_peak"]
+    oh, bh = result["ours_at_half"], result["bare_at_half"]
+    lines = [
+        "webhook ack (loopback, 1 service process, QStash in its own process)",
+        f"  peak   bare {bp['rps']:>8.1f} req/s   ours {op['rps']:>8.1f} req/s   "
+        f"ratio {result['peak_ratio']:.2f} (target >= 0.40)",
+        f"  at {result['half_rate_rps']:.0f} req/s (half our peak): ours p50 {oh['p50_ms']} ms, "
+        f"p99 {oh['p99_ms']} ms (target <= 25); bare p99 {bh['p99_ms']} ms",
+        f"  non-200 answers: ours {op['non_200'] + oh['non_200']}, bare {bp['non_200']}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    outcome = measure()
+    print(report(outcome))
+    print(json.dumps(outcome))

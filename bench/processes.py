@@ -1,0 +1,82 @@
+"""Start the processes a benchmark measures, each on its own free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+
+from shared.contract import env_var_names
+
+PYTHON = sys.executable
+CLI = [PYTHON, "-m", "data_pipeline.entrypoints.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in env_var_names()}
+    env.update(extra)
+    return env
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code in (200, 404, 405):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+@contextmanager
+def process(
+    command: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    output = log.open("wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        command, env=env or clean_env(), stdout=output, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_ready(ready_url, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if log:
+            output.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        yield Path(directory)
+
+
+def loadgen(url: str, requests_file: Path, **options: object) -> dict[str, float]:
+    args = [PYTHON, "-m", "bench.loadgen", url, str(requests_file)]
+    for name, value in options.items():
+        args += [f"--{name}", str(value)]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
