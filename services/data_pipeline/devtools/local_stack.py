@@ -4,23 +4,32 @@ Local defaults fill only what the environment does not set: secrets are generate
 dir (and printed), QStash points at the local server with its public dev keys, the warehouse is
 chDB in the data dir, state is embedded. Production differs by configuration only.
 
-Shutdown order matters for "nothing accepted is lost": first the queue stops starting
-deliveries and lets in-flight ones finish (the service must still answer them), then the service
-stops accepting and finishes its requests, then the queue server closes. Undelivered messages
-stay in the queue's store and are delivered after the next start.
+The QStash-compatible server runs as a child process (`salla-pipeline qstash-dev`), as QStash
+is a separate service in production; it also gives the worker its own core.
+
+Shutdown order matters for "nothing accepted is lost": first the queue server gets SIGTERM,
+stops starting deliveries and lets in-flight ones finish (the service must still answer them),
+then the service stops accepting and finishes its requests. Undelivered messages stay in the
+queue's store and are delivered after the next start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.bootstrap import Container, bootstrap
-from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
 from data_pipeline.devtools.serving import RunningServer, start_server
 from data_pipeline.entrypoints.api.app import create_app
 from shared.contract import (
@@ -91,11 +100,49 @@ def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool
 
 
 @dataclass
+class QStashChild:
+    """The local QStash-compatible server as a supervised child process."""
+
+    process: asyncio.subprocess.Process
+    url: str
+
+    @classmethod
+    async def start(cls, data_dir: Path, port: int) -> QStashChild:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "data_pipeline.entrypoints.cli.main", "qstash-dev",
+            "--port", str(port), "--data-dir", str(data_dir), "--quiet",
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(timeout=1) as http:
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"the local QStash server exited ({process.returncode})")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url + "/healthz")).status_code == 200:
+                        return cls(process, url)
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise RuntimeError(f"the local QStash server did not start on port {port}")
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """SIGTERM: it stops dispatching, finishes in-flight deliveries, keeps the rest."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 90)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+@dataclass
 class LocalStack:
     settings: PipelineSettings
     options: LocalStackOptions
     run_local_qstash: bool
-    qstash: QStashDevServer | None = None
+    qstash: QStashChild | None = None
     container: Container | None = None
     _service: RunningServer | None = field(default=None, repr=False)
 
@@ -112,16 +159,10 @@ class LocalStack:
     async def start(self) -> LocalStack:
         settings = self.settings
         if self.run_local_qstash:
-            self.qstash = await QStashDevServer(
-                QStashDevConfig(
-                    data_dir=settings.pipeline_data_dir / "qstash",
-                    host="127.0.0.1",
-                    port=self.options.qstash_port,
-                    token=settings.qstash_token.get_secret_value(),
-                    current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
-                    next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
-                )
-            ).start()
+            # The child reads QSTASH_TOKEN and the signing keys from the same environment.
+            self.qstash = await QStashChild.start(
+                settings.pipeline_data_dir, self.options.qstash_port
+            )
         self.container = bootstrap(settings)
         self.container.warehouse.migrate()
         for topic, path in TOPIC_DELIVERY_PATHS.items():
@@ -132,13 +173,11 @@ class LocalStack:
         return self
 
     async def stop(self) -> None:
-        if self.qstash is not None and self.qstash.state is not None:
-            await self.qstash.state.dispatcher.stop()
+        if self.qstash is not None:
+            await self.qstash.stop()
         if self._service is not None:
             await self._service.stop()  # lifespan shutdown closes the container
             self._service = None
-        if self.qstash is not None:
-            await self.qstash.stop()
 
     def describe(self) -> dict[str, str]:
         settings = self.settings

@@ -81,6 +81,8 @@ def check_envelope_shape(document: dict[str, Any]) -> None:
 
 def parse_id(value: Any, *, field: str) -> int:
     """Salla ids are unsigned 64-bit integers, sent as numbers or digit strings."""
+    if type(value) is int and 0 < value <= _MAX_ID:
+        return value
     if isinstance(value, bool):
         raise InvalidPayload(f"{field}: expected an id, got a boolean")
     if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():

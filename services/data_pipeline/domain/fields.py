@@ -11,6 +11,9 @@ MAX_TEXT = 2000
 
 def text(value: Any, *, field: str, limit: int = MAX_TEXT) -> str | None:
     """A string field (numbers are accepted as their text), trimmed and capped at `limit`."""
+    if type(value) is str and "\x00" not in value:
+        stripped = value.strip()
+        return stripped[:limit] if stripped else None
     if value is None:
         return None
     if isinstance(value, bool):

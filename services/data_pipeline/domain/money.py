@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from data_pipeline.errors import InvalidPayload
@@ -27,20 +28,28 @@ class Money:
 
 
 def parse_decimal(value: Any, *, field: str) -> Decimal | None:
-    """A JSON number, decimal string or `{"amount": ...}` as a Decimal(18,4); None if absent."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
+    """A JSON number, decimal string or `{"amount": ...}` as a Decimal(18,4); None if absent.
+
+    Money objects nest at most twice (tax: {"percent", "amount": {"amount", "currency"}}).
+    Dispatches on exact types: this runs ~17 times per order on the worker's hot path.
+    """
+    for _ in range(2):
+        if type(value) is not dict:
+            break
         if "amount" not in value:
             raise InvalidPayload(f"{field}: money object without 'amount'")
-        return parse_decimal(value["amount"], field=field)
-    if isinstance(value, bool):
+        value = value["amount"]
+    kind = type(value)
+    if kind is int or kind is float:
+        number = _from_number(value)
+        if number is None:
+            raise InvalidPayload(f"{field}: {value!r} is not a finite number in range")
+        return number
+    if value is None:
+        return None
+    if kind is bool:
         raise InvalidPayload(f"{field}: expected a number, got a boolean")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
+    if kind is str:
         text = value.strip()
         if not text:
             return None
@@ -57,6 +66,15 @@ def parse_decimal(value: Any, *, field: str) -> Decimal | None:
     return number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
 
 
+@lru_cache(maxsize=8192)
+def _from_number(value: float) -> Decimal | None:
+    """JSON numbers as Decimal(18,4), cached: amounts repeat a lot (prices, shipping, tax)."""
+    number = Decimal(value) if type(value) is int else Decimal(repr(value))
+    if not number.is_finite() or abs(number) >= LIMIT:
+        return None
+    return number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
+
+
 def parse_money(value: Any, *, field: str, default_currency: str | None = None) -> Money | None:
     amount = parse_decimal(value, field=field)
     if amount is None:
@@ -70,13 +88,23 @@ def parse_money(value: Any, *, field: str, default_currency: str | None = None) 
 def parse_currency(value: Any, *, field: str) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not value.isascii() or not value.strip().isalpha():
+    code = _currency_code(value) if type(value) is str else None
+    if code is None:
         raise InvalidPayload(f"{field}: {str(value)[:20]!r} is not a currency code")
-    code = value.strip().upper()
-    if len(code) > _CURRENCY_MAX:
-        raise InvalidPayload(f"{field}: {code[:20]!r} is not a currency code")
     return code
 
 
+@lru_cache(maxsize=256)
+def _currency_code(value: str) -> str | None:
+    code = value.strip().upper()
+    if not code.isascii() or not code.isalpha() or len(code) > _CURRENCY_MAX:
+        return None
+    return code
+
+
+ZERO = Decimal(0).quantize(SCALE)
+
+
 def amount_or_zero(value: Any, *, field: str) -> Decimal:
-    return parse_decimal(value, field=field) or Decimal(0).quantize(SCALE)
+    parsed = parse_decimal(value, field=field)
+    return ZERO if parsed is None else parsed

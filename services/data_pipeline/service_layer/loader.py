@@ -18,27 +18,35 @@ from data_pipeline.observability.metrics import PipelineMetrics
 
 class GroupCommitLoader:
     def __init__(
-        self, warehouse: Warehouse, metrics: PipelineMetrics, *, max_rows: int = 20_000
+        self,
+        warehouse: Warehouse,
+        metrics: PipelineMetrics,
+        *,
+        max_rows: int = 20_000,
+        max_in_flight: int = 1,
     ) -> None:
+        self._max_in_flight = max_in_flight
         self._warehouse = warehouse
         self._metrics = metrics
         self._max_rows = max_rows
         self._pending: deque[tuple[LoadBatch, asyncio.Future[None]]] = deque()
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def load(self, batch: LoadBatch) -> None:
         if batch.size == 0:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._drain())
+        if len(self._flushers) < self._max_in_flight:
+            flusher = asyncio.create_task(self._drain())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         await future
 
     async def drain(self) -> None:
         """Wait until everything queued so far is written (used at shutdown)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        while self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
 
     async def _drain(self) -> None:
         while self._pending:

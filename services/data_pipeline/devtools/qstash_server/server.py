@@ -24,7 +24,7 @@ class QStashDevConfig:
     token: str = DEV_QSTASH_TOKEN
     current_signing_key: str = DEV_QSTASH_CURRENT_SIGNING_KEY
     next_signing_key: str = DEV_QSTASH_NEXT_SIGNING_KEY
-    concurrency: int = 64
+    concurrency: int = 128
     hold: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
 

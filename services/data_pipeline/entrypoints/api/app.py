@@ -34,7 +34,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
-    app.router.routes.append(webhooks.fast_route())  # matched first: see routes/webhooks.py
+    # Hot endpoints are matched first by lean Starlette routes; see routes/webhooks.py.
+    app.router.routes.extend([webhooks.fast_route(), *queue.fast_routes()])
     app.include_router(webhooks.router)
     app.include_router(queue.router)
     app.include_router(ops.router)

@@ -71,9 +71,13 @@ def qstash_dev(
     port: Annotated[int, typer.Option(help="Port (QStash's dev server uses 8080).")] = 8080,
     data_dir: DataDirOption = Path(".data"),
     hold: Annotated[bool, typer.Option(help="Store messages but never deliver.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
 ) -> None:
     """Run only the local QStash-compatible server (publish, URL groups, retries, DLQ)."""
     from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
+    from data_pipeline.observability.logging import configure_logging
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
     config = QStashDevConfig(
         data_dir=(data_dir / "qstash").resolve(), host=host, port=port, hold=hold
@@ -91,8 +95,9 @@ def qstash_dev(
             server = await QStashDevServer(config).start()
         except (OSError, RuntimeError, SystemExit) as error:
             fail(f"could not start the QStash server: {error}")
-        console.print(f"QStash-compatible server at {server.url}")
-        console.print(f"QSTASH_URL={server.url}")
+        if not quiet:
+            console.print(f"QStash-compatible server at {server.url}")
+            console.print(f"QSTASH_URL={server.url}")
         await _wait_for_signal()
         await server.stop()
 
