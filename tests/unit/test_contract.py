@@ -111,3 +111,11 @@ def test_the_contract_names_its_secrets():
     } <= secrets
     assert "CLICKHOUSE_DATABASE" not in secrets and "PIPELINE_PUBLIC_URL" not in secrets
     assert set(env_var_names()) == {name.upper() for name in PipelineSettings.model_fields}
+
+
+def test_every_variable_is_documented():
+    documented = (
+        __import__("pathlib").Path(__file__).parents[2] / "docs/configuration.md"
+    ).read_text()
+    missing = [name for name in env_var_names() if f"`{name}`" not in documented]
+    assert missing == []
