@@ -1,5 +1,7 @@
 """The environment-variable contract: typed, validated, one clear line per problem."""
 
+from pathlib import Path
+
 import pytest
 from data_pipeline.adapters.token_cipher import TokenCipher
 
@@ -114,8 +116,6 @@ def test_the_contract_names_its_secrets():
 
 
 def test_every_variable_is_documented():
-    documented = (
-        __import__("pathlib").Path(__file__).parents[2] / "docs/configuration.md"
-    ).read_text()
+    documented = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     missing = [name for name in env_var_names() if f"`{name}`" not in documented]
     assert missing == []
