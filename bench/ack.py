@@ -51,7 +51,7 @@ def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
         with (
             process(qstash, f"http://127.0.0.1:{qport}/healthz", log=tmp / "qstash.log"),
             process(service, ours_url + "/healthz", env=service_env, log=tmp / "service.log"),
-            process(bare, bare_url + "/ping"),
+            process(bare, bare_url + "/docs"),
         ):
             for url, file in ((bare_url, bare_file), (ours_url, ours_file)):  # warm up
                 loadgen(url, file, mode="peak", connections=8, duration=1)

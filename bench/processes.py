@@ -9,12 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from data_pipeline.devtools.serving import wait_until_healthy
 
 from shared.contract import env_var_names
 
@@ -34,18 +33,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code in (200, 404, 405):
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
-
-
 @contextmanager
 def process(
     command: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None
@@ -55,7 +42,7 @@ def process(
         command, env=env or clean_env(), stdout=output, stderr=subprocess.STDOUT
     )
     try:
-        wait_ready(ready_url, proc)
+        wait_until_healthy(ready_url, proc)
         yield proc
     finally:
         if proc.poll() is None:

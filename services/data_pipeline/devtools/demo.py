@@ -28,6 +28,7 @@ from rich.table import Table
 
 from data_pipeline.devtools.local_stack import local_secrets
 from data_pipeline.devtools.salla_samples import StoreSimulation, delivery_schedule, demo_store
+from data_pipeline.devtools.serving import wait_until_healthy
 from data_pipeline.domain.webhook_auth import expected_signature
 from shared.contract import env_var_names
 from shared.topics import WEBHOOK_PATH
@@ -80,19 +81,11 @@ def start_stack(data_dir: Path, console: Console) -> DemoStack:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     with console.status("starting the local stack (QStash-compatible server, service, chDB)…"):
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the stack exited early; see {log_path}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the stack did not start in time; see {log_path}")
-            time.sleep(0.2)
+        try:
+            wait_until_healthy(url + "/healthz", process)
+        except RuntimeError as error:
+            process.kill()
+            raise RuntimeError(f"{error}; see {log_path}") from None
     secrets = local_secrets(data_dir.resolve())
     return DemoStack(process, url, secrets.api_key, secrets.webhook_secret, log_path)
 

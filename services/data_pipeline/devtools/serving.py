@@ -8,12 +8,16 @@ its parts in a specific order, so the supervisor owns the signals and uvicorn ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -73,3 +77,16 @@ async def start_server(
         await asyncio.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return RunningServer(server=server, task=task, host=host, port=bound)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[Any], timeout: float = 90) -> None:
+    """Block until `url` answers 2xx, or raise if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode} before ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).is_success:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
