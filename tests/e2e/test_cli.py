@@ -131,3 +131,47 @@ def test_webhook_send_reports_an_unreachable_stack(tmp_path):
 def test_dlq_replay_needs_an_id_or_all():
     result = run_cli("dlq", "replay")
     assert result.returncode == 2 and "--all" in result.stderr
+
+
+def test_replay_rebuilds_from_the_archive_and_reports(tmp_path):
+    assert run_cli("migrate", "--data-dir", str(tmp_path)).returncode == 0
+    result = run_cli("replay", "--data-dir", str(tmp_path))
+    assert result.returncode == 0 and "replayed 0 events" in result.stdout
+
+
+@pytest.mark.slow
+def test_dlq_list_and_replay_a_poison_webhook(tmp_path):
+    port, qport = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_cli(
+        "dev", "--port", str(port), "--qstash-port", str(qport), "--data-dir", str(tmp_path)
+    )
+    try:
+        wait_healthy(base, process)
+        poison = {"id": 77, "status": {"slug": "x"}, "amounts": {"total": {"amount": "1,2"}}}
+        payload = tmp_path / "poison.json"
+        payload.write_text(json.dumps(poison))
+        sent = run_cli(
+            "webhook",
+            "send",
+            "order.created",
+            "--file",
+            str(payload),
+            "--url",
+            base,
+            "--data-dir",
+            str(tmp_path),
+        )
+        assert sent.returncode == 0
+        queue = f"http://127.0.0.1:{qport}"
+        for _ in range(100):
+            listed = run_cli("dlq", "list", "--url", queue, env=clean_env(COLUMNS="200"))
+            if "Dead-letter queue (1)" in listed.stdout:
+                break
+            __import__("time").sleep(0.1)
+        assert "Dead-letter queue (1)" in listed.stdout and "order.created" in listed.stdout
+        replayed = run_cli("dlq", "replay", "--all", "--url", queue)
+        assert replayed.returncode == 0 and "replayed" in replayed.stdout
+    finally:
+        code, output = stop(process)
+    assert code == 0, output

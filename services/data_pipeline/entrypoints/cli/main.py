@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command()(stack.dev)
 app.command("qstash-dev")(stack.qstash_dev)
 app.command()(warehouse.migrate)
+app.command()(warehouse.replay)
 app.command()(stack.demo)
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(dlq.app, name="dlq")
