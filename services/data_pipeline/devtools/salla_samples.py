@@ -242,7 +242,7 @@ class StoreSimulation:
             )
 
     # -- orders --------------------------------------------------------------------------------
-    def create_order(self, lines: int | None = None) -> SimOrder:
+    def create_order(self, lines: int | None = None, gap_minutes: float = 30) -> SimOrder:
         customer_id = self.random.choice(self.customer_ids)
         chosen = self.random.sample(
             range(len(self.product_ids)), lines or self.random.randint(1, 4)
@@ -252,7 +252,7 @@ class StoreSimulation:
             reference_id=40_000_000 + self._ids % 10_000_000,
             customer_id=customer_id,
             city=self.truth.customers[customer_id]["city"],
-            created=self._tick(30),
+            created=self._tick(gap_minutes),
             payment_method=self.random.choice(PAYMENT_METHODS),
             lines=[self._line(index) for index in chosen],
             coupon_discount=self.random.choice([Decimal(0), Decimal(0), Decimal("10.00")]),
@@ -452,7 +452,7 @@ def demo_store(merchant_id: int = 1305146709, seed: int = 7, orders: int = 40) -
     store.authorize_app("ory_at_demo_access_token", "ory_rt_demo_refresh_token")
     store.create_products()
     store.create_customers(8)
-    placed = [store.create_order() for _ in range(orders)]
+    placed = [store.create_order(gap_minutes=900) for _ in range(orders)]  # about two weeks
     for index, order in enumerate(placed):
         steps = store.random.randint(0, len(STATUS_FLOW) - 1)
         for status in STATUS_FLOW[1 : steps + 1]:
