@@ -112,6 +112,12 @@ class PipelineSettings(BaseSettings):
             raise ValueError("DSN has no host")
         return value
 
+    @field_validator("qstash_retry_delay")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        # Deployed functions always carry every variable; an empty one means "not set".
+        return value or None
+
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:

@@ -50,8 +50,10 @@ class Harness:
         return self.service.url
 
     def sign(self, body: bytes) -> dict[str, str]:
-        return {"X-Salla-Signature": expected_signature(body, WEBHOOK_SECRET.encode()),
-                "Content-Type": "application/json"}  # fmt: skip
+        return {
+            "X-Salla-Signature": expected_signature(body, WEBHOOK_SECRET.encode()),
+            "Content-Type": "application/json",
+        }
 
     async def send(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         sent = self.sign(body) if headers is None else headers
@@ -119,9 +121,13 @@ async def start_harness(tmp: Path, chdb_path: Path, **settings_extra: Any) -> Ha
     sock = bind_socket("127.0.0.1", 0)
     public_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = harness_settings(
-        public_url=public_url, qstash_url=qstash.url, chdb_path=chdb_path,
-        database="t_" + uuid.uuid4().hex[:12], data_dir=tmp / "state", **settings_extra,
-    )  # fmt: skip
+        public_url=public_url,
+        qstash_url=qstash.url,
+        chdb_path=chdb_path,
+        database="t_" + uuid.uuid4().hex[:12],
+        data_dir=tmp / "state",
+        **settings_extra,
+    )
     container = bootstrap(settings)
     container.warehouse.migrate()
     for topic, path in TOPIC_DELIVERY_PATHS.items():

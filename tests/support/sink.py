@@ -53,8 +53,15 @@ class Sink:
 
     async def _receive(self, request: Request) -> Response:
         path = request.url.path
-        self.deliveries.append(Delivery(path, request.url.query, await request.body(),
-                                        dict(request.headers), time.monotonic()))  # fmt: skip
+        self.deliveries.append(
+            Delivery(
+                path,
+                request.url.query,
+                await request.body(),
+                dict(request.headers),
+                time.monotonic(),
+            )
+        )
         if self.scripts[path]:
             status, headers = self.scripts[path].popleft()
             return Response(f"scripted {status}", status_code=status, headers=headers)

@@ -59,9 +59,17 @@ _ENTITY_TABLES: dict[type, str] = {
     RawEvent: "raw_events",
 }
 _ITEM_COLUMNS = (
-    "item_id", "product_id", "sku", "name", "quantity",
-    "unit_price", "discount", "tax", "line_total", "currency",
-)  # fmt: skip
+    "item_id",
+    "product_id",
+    "sku",
+    "name",
+    "quantity",
+    "unit_price",
+    "discount",
+    "tax",
+    "line_total",
+    "currency",
+)
 _ITEM_SET_COLUMNS = (
     "merchant_id",
     "order_id",
@@ -199,10 +207,13 @@ class ClickHouseWarehouse(Warehouse):
                 )
         with self._write_lock:  # one batch at a time; its tables in parallel
             futures = [
-                self._pool.submit(self._guard, f"insert into {table}",
-                                  lambda t=table, c=columns, r=rows: self._insert(t, c, r))
+                self._pool.submit(
+                    self._guard,
+                    f"insert into {table}",
+                    lambda t=table, c=columns, r=rows: self._insert(t, c, r),
+                )
                 for table, (columns, rows) in groups.items()
-            ]  # fmt: skip
+            ]
             errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             raise errors[0]

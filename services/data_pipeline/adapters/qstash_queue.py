@@ -37,8 +37,14 @@ MAX_BATCH_BYTES = 900_000  # under the 1 MB message limit of QStash's smallest p
 # webhook waits for at most one round trip before its own publish starts.
 MAX_IN_FLIGHT = 2
 _FAILURES = (
-    QStashError, httpx.HTTPError, TimeoutError, TransientError, KeyError, TypeError, ValueError,
-)  # fmt: skip
+    QStashError,
+    httpx.HTTPError,
+    TimeoutError,
+    TransientError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
 
 
 @dataclass(slots=True)

@@ -109,9 +109,16 @@ class QStashChild:
     @classmethod
     async def start(cls, data_dir: Path, port: int) -> QStashChild:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "data_pipeline.entrypoints.cli.main", "qstash-dev",
-            "--port", str(port), "--data-dir", str(data_dir), "--quiet",
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "data_pipeline.entrypoints.cli.main",
+            "qstash-dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(timeout=1) as http:

@@ -94,13 +94,21 @@ def _fast_js_date(text: str) -> datetime | None:
     month = _MONTHS.get(parts[1].lower())
     clock = parts[4]
     offset = parts[5][3:]
-    if (month is None or len(clock) != 8 or clock[2] != ":" or clock[5] != ":"
-            or not parts[2].isdigit() or not parts[3].isdigit()
-            or not offset[1:].isdigit() or offset[0] not in "+-"):  # fmt: skip
+    if (
+        month is None
+        or len(clock) != 8
+        or clock[2] != ":"
+        or clock[5] != ":"
+        or not parts[2].isdigit()
+        or not parts[3].isdigit()
+        or not offset[1:].isdigit()
+        or offset[0] not in "+-"
+    ):
         return None
     try:
-        local = datetime(int(parts[3]), month, int(parts[2]), int(clock[:2]), int(clock[3:5]),
-                         int(clock[6:]))  # fmt: skip
+        local = datetime(
+            int(parts[3]), month, int(parts[2]), int(clock[:2]), int(clock[3:5]), int(clock[6:])
+        )
     except ValueError:
         return None
     minutes = int(offset[1:3]) * 60 + int(offset[3:])

@@ -53,8 +53,10 @@ class EventProcessor:
             if accepted_at_ms
             else datetime.now(UTC)
         )
-        batch = LoadBatch(raw_events=[archive_record(envelope, raw, received, "webhook")],
-                          entities=list(result.entities))  # fmt: skip
+        batch = LoadBatch(
+            raw_events=[archive_record(envelope, raw, received, "webhook")],
+            entities=list(result.entities),
+        )
         await self._loader.load(batch)
         await self.apply_merchant_changes(result.merchant_changes)
         outcome = "loaded" if result.modeled else "ignored"
@@ -64,10 +66,14 @@ class EventProcessor:
             self._metrics.freshness_seconds.observe(max(0.0, time.time() - accepted_at_ms / 1000))
         # DEBUG: per-event lines cost ~7% of the worker; metrics count outcomes, anomalies warn.
         log.debug(
-            "event_settled", salla_event=envelope.event, merchant=envelope.merchant_id,
-            body_sha256=envelope.body_sha256, message_id=message_id, outcome=outcome,
+            "event_settled",
+            salla_event=envelope.event,
+            merchant=envelope.merchant_id,
+            body_sha256=envelope.body_sha256,
+            message_id=message_id,
+            outcome=outcome,
             verdict=verdict.value,
-        )  # fmt: skip
+        )
         return outcome if verdict is not Verdict.DUPLICATE else "duplicate"
 
     async def dead_letter(self, raw: bytes, *, message_id: str, reason: str) -> None:

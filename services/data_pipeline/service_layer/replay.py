@@ -43,9 +43,13 @@ def replay_archive(
             f"SELECT merchant_id, body_sha256, body FROM {database}.raw_events FINAL"  # noqa: S608
             " WHERE (merchant_id, body_sha256) > ({after_merchant:UInt64}, {after_hash:String})"
             f"{where} ORDER BY merchant_id, body_sha256 LIMIT {{limit:UInt32}}",
-            {"after_merchant": after[0], "after_hash": after[1], "merchant": merchant_id or 0,
-             "limit": page_size},
-        ).rows  # fmt: skip
+            {
+                "after_merchant": after[0],
+                "after_hash": after[1],
+                "merchant": merchant_id or 0,
+                "limit": page_size,
+            },
+        ).rows
         if not page:
             return report
         batch = LoadBatch()

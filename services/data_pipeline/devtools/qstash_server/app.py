@@ -67,8 +67,9 @@ class ServerState:
 
 
 def create_qstash_app(state: ServerState) -> Starlette:
-    def route(path: str, handler: Callable[[Request, ServerState], Awaitable[Any]],
-              methods: list[str]) -> Route:  # fmt: skip
+    def route(
+        path: str, handler: Callable[[Request, ServerState], Awaitable[Any]], methods: list[str]
+    ) -> Route:
         async def endpoint(request: Request) -> Response:
             if not _authorized(request, state.token):
                 return JSONResponse({"error": "Unauthorized"}, status_code=401)
@@ -194,8 +195,9 @@ def _batch_draft(entry: Any, caller: str | None) -> Draft:
     return _draft(entry["destination"], body.encode(), pairs, caller)
 
 
-def _draft(destination: str, body: bytes, header_pairs: list[tuple[str, str]],
-           caller_ip: str | None) -> Draft:  # fmt: skip
+def _draft(
+    destination: str, body: bytes, header_pairs: list[tuple[str, str]], caller_ip: str | None
+) -> Draft:
     lowered = {name.lower(): value for name, value in header_pairs}
     for header, feature in _UNSUPPORTED.items():
         if header in lowered:
@@ -239,11 +241,19 @@ def _draft(destination: str, body: bytes, header_pairs: list[tuple[str, str]],
         dedup_id = hashlib.sha256(fingerprint).hexdigest()
     redact = {part.strip().lower() for part in lowered.get("upstash-redact-fields", "").split(",")}
     return Draft(
-        destination=destination, body=body, headers=forwarded, method=method, retries=retries,
-        retry_delay=retry_delay, not_before_ms=not_before_ms, dedup_id=dedup_id,
-        timeout_seconds=timeout_seconds, label=lowered.get("upstash-label"),
-        redact_body="body" in redact, caller_ip=caller_ip,
-    )  # fmt: skip
+        destination=destination,
+        body=body,
+        headers=forwarded,
+        method=method,
+        retries=retries,
+        retry_delay=retry_delay,
+        not_before_ms=not_before_ms,
+        dedup_id=dedup_id,
+        timeout_seconds=timeout_seconds,
+        label=lowered.get("upstash-label"),
+        redact_body="body" in redact,
+        caller_ip=caller_ip,
+    )
 
 
 def _accept_all(drafts: list[Draft], state: ServerState) -> list[tuple[Any, bool] | ApiError]:
@@ -455,10 +465,13 @@ def _endpoints(body: bytes) -> list[dict[str, str]]:
 def _matches(letter: DeadLetter, params: Any) -> bool:
     message = letter.message
     checks = {
-        "messageId": message.message_id, "url": message.url, "topicName": message.topic_name,
-        "label": message.label, "responseStatus": str(letter.response_status),
+        "messageId": message.message_id,
+        "url": message.url,
+        "topicName": message.topic_name,
+        "label": message.label,
+        "responseStatus": str(letter.response_status),
         "callerIp": message.caller_ip,
-    }  # fmt: skip
+    }
     return all(params.get(key) in (None, value) for key, value in checks.items())
 
 
@@ -527,13 +540,22 @@ def _requeue(state: ServerState, dlq_id: str, headers: Any) -> str:
     if "upstash-retries" in headers:
         retries = int(headers["upstash-retries"])
     message = Message(
-        message_id=new_message_id(), url=original.url, method=original.method,
-        body=original.body, headers=original.headers, max_retries=retries,
-        created_at_ms=now_ms(), not_before_ms=now_ms(), topic_name=original.topic_name,
-        endpoint_name=original.endpoint_name, retry_delay=original.retry_delay,
-        timeout_seconds=original.timeout_seconds, label=original.label,
-        redact_body=original.redact_body, caller_ip=original.caller_ip,
-    )  # fmt: skip
+        message_id=new_message_id(),
+        url=original.url,
+        method=original.method,
+        body=original.body,
+        headers=original.headers,
+        max_retries=retries,
+        created_at_ms=now_ms(),
+        not_before_ms=now_ms(),
+        topic_name=original.topic_name,
+        endpoint_name=original.endpoint_name,
+        retry_delay=original.retry_delay,
+        timeout_seconds=original.timeout_seconds,
+        label=original.label,
+        redact_body=original.redact_body,
+        caller_ip=original.caller_ip,
+    )
     with state.store.transaction() as db:
         state.store.delete_dead_letter(db, dlq_id)
         state.store.save_messages(db, [message])
@@ -579,10 +601,18 @@ def _event_rows(request: Request, state: ServerState) -> tuple[list[dict[str, An
     for _row_id, time_ms, message_id, event_state, url, topic, error, status, next_ms in rows[
         :count
     ]:
-        event: dict[str, Any] = {"time": time_ms, "messageId": message_id, "state": event_state,
-                                 "url": url}  # fmt: skip
-        optional = {"topicName": topic, "error": error, "responseStatus": status,
-                    "nextDeliveryTime": next_ms}  # fmt: skip
+        event: dict[str, Any] = {
+            "time": time_ms,
+            "messageId": message_id,
+            "state": event_state,
+            "url": url,
+        }
+        optional = {
+            "topicName": topic,
+            "error": error,
+            "responseStatus": status,
+            "nextDeliveryTime": next_ms,
+        }
         event.update({k: v for k, v in optional.items() if v is not None})
         events.append(event)
     next_cursor = str(rows[count - 1][0]) if len(rows) > count else None

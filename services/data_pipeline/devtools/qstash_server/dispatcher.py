@@ -145,11 +145,13 @@ class Dispatcher:
     # -- delivery ------------------------------------------------------------------------------
     async def _attempt(self, message: Message) -> None:
         headers = {name: values[-1] for name, values in message.headers.items()}
-        headers.update({
-            "Upstash-Signature": sign_delivery(message.url, message.body, self._signing_key()),
-            "Upstash-Message-Id": message.message_id,
-            "Upstash-Retried": str(message.retried),
-        })  # fmt: skip
+        headers.update(
+            {
+                "Upstash-Signature": sign_delivery(message.url, message.body, self._signing_key()),
+                "Upstash-Message-Id": message.message_id,
+                "Upstash-Retried": str(message.retried),
+            }
+        )
         if message.topic_name:
             headers["Upstash-Topic-Name"] = message.topic_name
         if message.caller_ip:

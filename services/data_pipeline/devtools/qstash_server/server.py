@@ -48,9 +48,12 @@ class QStashDevServer:
             store, lambda: keys[0], concurrency=config.concurrency, hold=config.hold
         )
         self.state = ServerState(
-            store=store, dispatcher=dispatcher, token=config.token, keys=keys,
+            store=store,
+            dispatcher=dispatcher,
+            token=config.token,
+            keys=keys,
             max_body_bytes=config.max_body_bytes,
-        )  # fmt: skip
+        )
         app = create_qstash_app(self.state)
         self._running = await start_server(app, config.host, config.port, lifespan="off")
         dispatcher.start()

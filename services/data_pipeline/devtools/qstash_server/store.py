@@ -95,11 +95,15 @@ class QStashStore:
         db.execute(
             "INSERT INTO dlq VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                letter.dlq_id, letter.message.metadata_json(), letter.message.body,
-                letter.response_status, json.dumps(letter.response_headers),
-                letter.response_body, letter.failed_at_ms,
+                letter.dlq_id,
+                letter.message.metadata_json(),
+                letter.message.body,
+                letter.response_status,
+                json.dumps(letter.response_headers),
+                letter.response_body,
+                letter.failed_at_ms,
             ),
-        )  # fmt: skip
+        )
 
     def dead_letters(self, *, after: str | None, limit: int) -> list[DeadLetter]:
         with self._lock:
@@ -127,10 +131,14 @@ class QStashStore:
         with self._lock:
             rows = self._db.execute("SELECT name, endpoints, created_at, updated_at FROM topics")
             return {
-                name: {"name": name, "endpoints": json.loads(endpoints), "createdAt": created,
-                       "updatedAt": updated}
+                name: {
+                    "name": name,
+                    "endpoints": json.loads(endpoints),
+                    "createdAt": created,
+                    "updatedAt": updated,
+                }
                 for name, endpoints, created, updated in rows.fetchall()
-            }  # fmt: skip
+            }
 
     def save_topic(self, db: sqlite3.Connection, topic: dict[str, Any]) -> None:
         db.execute(
@@ -174,9 +182,17 @@ class QStashStore:
         db.execute(
             "INSERT INTO events (time_ms, message_id, state, url, topic_name, error,"
             " response_status, next_delivery_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (now_ms(), message.message_id, state, message.url, message.topic_name, error,
-             response_status, next_delivery_ms),
-        )  # fmt: skip
+            (
+                now_ms(),
+                message.message_id,
+                state,
+                message.url,
+                message.topic_name,
+                error,
+                response_status,
+                next_delivery_ms,
+            ),
+        )
         self._event_writes += 1
         if self._event_writes % 10_000 == 0:
             db.execute(

@@ -26,8 +26,11 @@ _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DELAY_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 RETRY_AFTER_HEADERS = (
-    "retry-after", "x-ratelimit-reset", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
-)  # fmt: skip
+    "retry-after",
+    "x-ratelimit-reset",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
 
 
 class InvalidTiming(ValueError):
@@ -51,13 +54,24 @@ def default_backoff(retry_number: int) -> float:
 
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {
-    "pow": math.pow, "sqrt": math.sqrt, "abs": abs, "exp": math.exp, "floor": math.floor,
-    "ceil": math.ceil, "round": round, "min": min, "max": max,
-}  # fmt: skip
+    "pow": math.pow,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "exp": math.exp,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "round": round,
+    "min": min,
+    "max": max,
+}
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-}  # fmt: skip
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 
 
 def compile_retry_delay(expression: str) -> Callable[[int], float]:
@@ -82,8 +96,17 @@ def compile_retry_delay(expression: str) -> Callable[[int], float]:
 
 
 def _check(node: ast.AST, expression: str) -> None:
-    allowed = (ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call, ast.USub, ast.UAdd,
-               ast.Load, *_BINARY)  # fmt: skip
+    allowed = (
+        ast.BinOp,
+        ast.UnaryOp,
+        ast.Constant,
+        ast.Name,
+        ast.Call,
+        ast.USub,
+        ast.UAdd,
+        ast.Load,
+        *_BINARY,
+    )
     for child in ast.walk(node):
         if not isinstance(child, allowed):
             raise InvalidTiming(f"invalid Upstash-Retry-Delay {expression!r}")

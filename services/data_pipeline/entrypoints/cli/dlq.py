@@ -53,11 +53,15 @@ def list_(url: QStashUrl = "http://127.0.0.1:8080", token: QStashToken = DEV_QST
         event, merchant = _describe(message.body)
         reason = (message.response_body or "")[:80]
         table.add_row(
-            message.dlq_id, event, merchant, str(message.response_status), reason,
+            message.dlq_id,
+            event,
+            merchant,
+            str(message.response_status),
+            reason,
             datetime.fromtimestamp(int(message.dlq_id.split("-")[0]) / 1000, UTC).isoformat(
                 timespec="seconds"
             ),
-        )  # fmt: skip
+        )
     console.print(table)
 
 

@@ -62,13 +62,16 @@ def replay(
             f"SELECT count() FROM {database}.raw_events FINAL"  # noqa: S608
             + ("" if merchant is None else f" WHERE merchant_id = {int(merchant)}")
         ).rows
-        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as bar:
             task = bar.add_task("replay", total=total)
             report = replay_archive(
-                warehouse, database, merchant_id=merchant,
+                warehouse,
+                database,
+                merchant_id=merchant,
                 progress=lambda n: bar.advance(task, n),
-            )  # fmt: skip
+            )
     except TransientError as error:
         fail(f"{error} (a running local stack holds the chDB directory; stop it first)")
     finally:

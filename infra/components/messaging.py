@@ -1,0 +1,53 @@
+"""QStash URL groups ("topics"), named by the shared contract.
+
+`raw-events` delivers to the service's `/api/queue/process-event` at the deployed base URL.
+`cdc-events` and `notifications` are provisioned for other services, which are subscribed through
+`pipeline:topicSubscribers` (a topic nobody subscribes to yet is created empty). The QStash token
+and signing keys are account-level: they come from stack secrets, not from a resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import upstash_pulumi as upstash
+
+from shared.topics import ALL_TOPICS, TOPIC_DELIVERY_PATHS
+
+
+@dataclass
+class MessagingArgs:
+    service_base_url: pulumi.Input[str]
+    subscribers: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Messaging(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, args: MessagingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("salla:infra:Messaging", name, None, opts)
+        unknown = set(args.subscribers) - set(ALL_TOPICS)
+        if unknown:
+            raise pulumi.RunError(
+                f"pipeline:topicSubscribers names unknown topics: {', '.join(sorted(unknown))}"
+            )
+        base = pulumi.Output.from_input(args.service_base_url).apply(lambda url: url.rstrip("/"))
+        self.topics: dict[str, pulumi.CustomResource] = {}
+        self.endpoints: dict[str, pulumi.Output[list[str]]] = {}
+        for topic in ALL_TOPICS:
+            ours = (
+                [base.apply(lambda url, t=topic: url + TOPIC_DELIVERY_PATHS[t])]
+                if (topic in TOPIC_DELIVERY_PATHS)
+                else []
+            )
+            urls = pulumi.Output.all(*ours, *args.subscribers.get(topic, []))
+            self.endpoints[topic] = urls
+            child = pulumi.ResourceOptions(parent=self)
+            if ours or args.subscribers.get(topic):
+                self.topics[topic] = upstash.QStashTopicV2(
+                    f"{name}-{topic}", name=topic, endpoints=urls, opts=child
+                )
+            else:
+                self.topics[topic] = upstash.QStashTopic(f"{name}-{topic}", name=topic, opts=child)
+        self.register_outputs({"topics": list(self.topics)})

@@ -1,0 +1,188 @@
+"""Typed stack configuration: the only module that reads Pulumi config.
+
+Plain settings live under the `pipeline` namespace (camelCase keys in Pulumi.<stack>.yaml) and
+are validated by pydantic; a bad value stops the program with one message naming the key, e.g.
+`pipeline:clickhouse.backupPeriodHours: must be <= 24`. Credentials are Pulumi secrets
+(`pulumi config set --secret pipeline:qstashToken ...`) and stay Outputs, never plain strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import ip_network
+from typing import Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "pipeline"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ClickHouseConfig(_Section):
+    cloud_provider: Literal["aws", "gcp", "azure"] = "aws"
+    region: str = Field(min_length=2)
+    min_replica_memory_gb: int = Field(8, ge=8, le=356)
+    max_replica_memory_gb: int = Field(16, ge=8, le=356)
+    num_replicas: int = Field(3, ge=1, le=20)
+    idle_scaling: bool = False
+    idle_timeout_minutes: int | None = Field(None, ge=5)
+    # RPO <= 24 h: at least one backup a day. Retention is how far back a restore can go.
+    backup_period_hours: int = Field(24, ge=1, le=24)
+    backup_retention_hours: int = Field(168, ge=24, le=24 * 365)
+    allowed_ips: list[str] = Field(default_factory=list)
+    allow_anywhere: bool = False
+    restore_from_backup_id: str | None = None
+    database: str = Field("analytics", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ip_network(value, strict=False)  # raises ValueError naming the bad entry
+        return values
+
+    @model_validator(mode="after")
+    def _shape(self) -> ClickHouseConfig:
+        if self.max_replica_memory_gb < self.min_replica_memory_gb:
+            raise ValueError("maxReplicaMemoryGb must be >= minReplicaMemoryGb")
+        if self.idle_scaling and self.idle_timeout_minutes is None:
+            raise ValueError("idleTimeoutMinutes is required when idleScaling is true")
+        if any(ip_network(v, strict=False).prefixlen == 0 for v in self.allowed_ips):
+            raise ValueError("use allowAnywhere: true instead of a 0.0.0.0/0 entry")
+        return self
+
+
+class RedisConfig(_Section):
+    primary_region: str = "eu-central-1"
+    read_regions: list[str] = Field(default_factory=list)
+    prod_pack: bool = False
+
+
+class LambdaConfig(_Section):
+    memory_mb: int = Field(1024, ge=128, le=10240)
+    # API Gateway HTTP APIs stop waiting after 30 s.
+    timeout_seconds: int = Field(29, ge=3, le=29)
+    reserved_concurrency: int | None = Field(50, ge=1)
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    # Run in a VPC whose NAT gateway gives the function fixed egress IPs for ClickHouse.
+    vpc_egress: bool = True
+    vpc_cidr: str = "10.40.0.0/16"
+    availability_zones: list[str] = Field(default_factory=list, max_length=3)
+    bundle_path: str = "dist/lambda.zip"
+
+    @model_validator(mode="after")
+    def _zones(self) -> LambdaConfig:
+        ip_network(self.vpc_cidr)
+        if self.vpc_egress and len(self.availability_zones) < 2:
+            raise ValueError("availabilityZones needs two zones when vpcEgress is true")
+        return self
+
+
+class VercelConfig(_Section):
+    project_name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    team_id: str | None = None
+    region: str = "fra1"
+    domain: str | None = None  # custom production domain; default <project>.vercel.app
+
+
+class PipelineConfig(_Section):
+    environment: Literal["dev", "prod"]
+    deploy_target: Literal["lambda", "vercel"] = "lambda"
+    protect: bool | None = None  # default: on in prod
+    clickhouse: ClickHouseConfig
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    lambda_: LambdaConfig = Field(default_factory=LambdaConfig, alias="lambda")
+    vercel: VercelConfig | None = None
+    qstash_url: str = "https://qstash.upstash.io"
+    qstash_retries: int = Field(3, ge=0, le=20)
+    qstash_retry_delay: str | None = None
+    topic_subscribers: dict[str, list[str]] = Field(default_factory=dict)
+    salla_webhook_strategy: Literal["signature", "token"] = "signature"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _consistency(self) -> PipelineConfig:
+        if self.deploy_target == "vercel" and self.vercel is None:
+            raise ValueError("vercel settings are required when deployTarget is vercel")
+        if self.environment == "prod" and self.clickhouse.allow_anywhere:
+            raise ValueError("clickhouse.allowAnywhere is refused in prod")
+        return self
+
+    @property
+    def protected(self) -> bool:
+        return self.environment == "prod" if self.protect is None else self.protect
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Account-level credentials, set with `pulumi config set --secret`."""
+
+    qstash_token: pulumi.Output[str]
+    qstash_current_signing_key: pulumi.Output[str]
+    qstash_next_signing_key: pulumi.Output[str]
+    salla_webhook_secret: pulumi.Output[str]
+
+
+class ConfigError(pulumi.RunError):
+    """Reported by Pulumi as one message, without a traceback."""
+
+
+_SECTIONS = ("clickhouse", "redis", "lambda", "vercel", "topicSubscribers")
+_SCALARS = (
+    "environment",
+    "deployTarget",
+    "protect",
+    "qstashUrl",
+    "qstashRetries",
+    "qstashRetryDelay",
+    "sallaWebhookStrategy",
+    "logLevel",
+)
+_SECRETS = {
+    "qstash_token": "qstashToken",
+    "qstash_current_signing_key": "qstashCurrentSigningKey",
+    "qstash_next_signing_key": "qstashNextSigningKey",
+    "salla_webhook_secret": "sallaWebhookSecret",
+}
+
+
+def load() -> tuple[PipelineConfig, Secrets]:
+    config = pulumi.Config(NAMESPACE)
+    raw: dict[str, Any] = {}
+    for key in _SECTIONS:
+        value = config.get_object(key)
+        if value is not None:
+            raw[key] = value
+    for key in _SCALARS:
+        value = config.get(key)
+        if value is not None:
+            raw[key] = value
+    try:
+        settings = PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None
+    missing = [key for key in _SECRETS.values() if config.get_secret(key) is None]
+    if missing:
+        raise ConfigError(
+            "missing secret config: "
+            + ", ".join(f"{NAMESPACE}:{key}" for key in missing)
+            + " (pulumi config set --secret <key> <value>)"
+        )
+    secrets = Secrets(**{field: config.require_secret(key) for field, key in _SECRETS.items()})
+    return settings, secrets
+
+
+def describe(error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is required"
+        problems.append(f"{NAMESPACE}:{key}: {message}" if key else f"{NAMESPACE}: {message}")
+    return "invalid stack configuration: " + "; ".join(problems)

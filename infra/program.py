@@ -1,0 +1,98 @@
+"""The stack: warehouse, cache, queue topics and the service, wired through the shared contract.
+
+`__main__.py` only calls `run()`. Everything the service needs reaches its environment from
+resource outputs and stack secrets here; every credential stays a secret, in the state and in
+the outputs. Stateful resources (warehouse, cache, the generated keys) are protected in prod.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from infra import config as stack_config
+from infra.components.cache import Cache, CacheArgs
+from infra.components.lambda_service import LambdaService, LambdaServiceArgs
+from infra.components.messaging import Messaging, MessagingArgs
+from infra.components.network import Network, NetworkArgs
+from infra.components.vercel_service import VercelService, VercelServiceArgs
+from infra.components.warehouse import Warehouse, WarehouseArgs
+from infra.function_environment import function_environment
+from shared.topics import WEBHOOK_PATH
+
+RUNTIME_DATA_DIR = "/tmp/salla-pipeline"  # noqa: S108 - Lambda's only writable path; unused with Redis
+
+
+def run() -> None:
+    settings, secrets = stack_config.load()
+    prefix = f"salla-pipeline-{settings.environment}"
+    protect = settings.protected
+    keep = pulumi.ResourceOptions(protect=protect)
+
+    network = None
+    if settings.deploy_target == "lambda" and settings.lambda_.vpc_egress:
+        network = Network(
+            prefix, NetworkArgs(settings.lambda_.vpc_cidr, settings.lambda_.availability_zones)
+        )
+    if settings.deploy_target == "vercel" and not (
+        settings.clickhouse.allowed_ips or settings.clickhouse.allow_anywhere
+    ):
+        raise stack_config.ConfigError(
+            "pipeline:clickhouse.allowedIps: required with deployTarget vercel "
+            "(Vercel's static egress IPs; see docs/infrastructure.md)"
+        )
+    warehouse = Warehouse(
+        prefix,
+        WarehouseArgs(settings.clickhouse, network.egress_cidrs if network else [], protect),
+    )
+    cache = Cache(prefix, CacheArgs(settings.redis, protect))
+    api_key = random.RandomPassword(f"{prefix}-api-key", length=40, special=False, opts=keep)
+    # Losing this key makes every stored merchant token unreadable: protected like the data.
+    token_key = random.RandomBytes(f"{prefix}-token-key", length=32, opts=keep)
+    fernet_key = token_key.base64.apply(lambda b64: b64.replace("+", "-").replace("/", "_"))
+
+    def environment(public_url: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+        return function_environment(
+            {
+                "PIPELINE_ENVIRONMENT": "production",
+                "PIPELINE_PUBLIC_URL": public_url,
+                "PIPELINE_API_KEY": api_key.result,
+                "SALLA_WEBHOOK_SECRET": secrets.salla_webhook_secret,
+                "SALLA_WEBHOOK_STRATEGY": settings.salla_webhook_strategy,
+                "QSTASH_URL": settings.qstash_url,
+                "QSTASH_TOKEN": secrets.qstash_token,
+                "QSTASH_CURRENT_SIGNING_KEY": secrets.qstash_current_signing_key,
+                "QSTASH_NEXT_SIGNING_KEY": secrets.qstash_next_signing_key,
+                "QSTASH_RETRIES": str(settings.qstash_retries),
+                "QSTASH_RETRY_DELAY": settings.qstash_retry_delay or "",
+                "CLICKHOUSE_URL": warehouse.connection_string,
+                "CLICKHOUSE_DATABASE": warehouse.database,
+                "REDIS_URL": cache.redis_url,
+                "TOKEN_ENCRYPTION_KEY": fernet_key,
+                "PIPELINE_DATA_DIR": RUNTIME_DATA_DIR,
+                "LOG_LEVEL": settings.log_level,
+            }
+        )
+
+    service: LambdaService | VercelService
+    if settings.deploy_target == "lambda":
+        service = LambdaService(prefix, LambdaServiceArgs(settings.lambda_, environment, network))
+    else:
+        assert settings.vercel is not None
+        service = VercelService(prefix, VercelServiceArgs(settings.vercel, environment))
+    messaging = Messaging(prefix, MessagingArgs(service.endpoint, settings.topic_subscribers))
+
+    pulumi.export("pipeline_endpoint", service.endpoint)
+    pulumi.export("webhook_url", pulumi.Output.concat(service.endpoint, WEBHOOK_PATH))
+    pulumi.export("topic_endpoints", messaging.endpoints)
+    pulumi.export("egress_ips", network.egress_cidrs if network else [])
+    pulumi.export("clickhouse_connection_string", warehouse.connection_string)
+    pulumi.export("clickhouse_read_only_connection_string", warehouse.read_only_connection_string)
+    pulumi.export("redis_url", cache.redis_url)
+    pulumi.export("redis_token", cache.redis_token)
+    pulumi.export("qstash_token", pulumi.Output.secret(secrets.qstash_token))
+    pulumi.export(
+        "qstash_current_signing_key", pulumi.Output.secret(secrets.qstash_current_signing_key)
+    )
+    pulumi.export("qstash_next_signing_key", pulumi.Output.secret(secrets.qstash_next_signing_key))
+    pulumi.export("pipeline_api_key", pulumi.Output.secret(api_key.result))
