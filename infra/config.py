@@ -26,6 +26,8 @@ class _Section(BaseModel):
 class ClickHouseConfig(_Section):
     cloud_provider: Literal["aws", "gcp", "azure"] = "aws"
     region: str = Field(min_length=2)
+    # Organisations on ClickHouse Cloud's legacy tiers set one; newer ones size by memory only.
+    tier: Literal["development", "production"] | None = None
     min_replica_memory_gb: int = Field(8, ge=8, le=356)
     max_replica_memory_gb: int = Field(16, ge=8, le=356)
     num_replicas: int = Field(3, ge=1, le=20)

@@ -43,6 +43,7 @@ class Warehouse(pulumi.ComponentResource):
             name=name,
             cloud_provider=config.cloud_provider,
             region=config.region,
+            tier=config.tier,
             min_replica_memory_gb=config.min_replica_memory_gb,
             max_replica_memory_gb=config.max_replica_memory_gb,
             num_replicas=config.num_replicas,

@@ -89,6 +89,12 @@ def test_every_stateful_prod_resource_is_protected(prod):
     assert api_key and api_key[0].protect
 
 
+def test_dev_declares_the_same_kinds_of_resources_as_prod(dev, prod):
+    assert {r.typ for r in dev.resources} == {r.typ for r in prod.resources}
+    assert dev.one("aws:lambda/function:Function").inputs["reservedConcurrentExecutions"] == 10
+    assert dev.one("clickhouse:index/service:Service").inputs["idleScaling"] is True
+
+
 def test_dev_is_not_protected_so_it_can_be_torn_down(dev):
     assert not dev.one("clickhouse:index/service:Service").protect
 
