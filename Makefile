@@ -34,7 +34,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: venv ## run the benchmark harnesses and print their figures
+bench: venv system-deps ## run the benchmark harnesses and print their figures
 	$(BIN)/python -m bench
 
 bundle: venv ## build the Lambda zip (production dependencies only) into dist/

@@ -44,7 +44,16 @@ def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
         write_requests(bare_file, "/ping", secret)
         qport, sport, bport = free_port(), free_port(), free_port()
         qstash = [*CLI, "qstash-dev", "--port", str(qport), "--data-dir", str(tmp), "--hold"]
-        service = [*CLI, "dev", "--port", str(sport), "--data-dir", str(tmp)]
+        service = [
+            *CLI,
+            "dev",
+            "--port",
+            str(sport),
+            "--data-dir",
+            str(tmp),
+            "--salla-port",
+            str(free_port()),
+        ]
         service_env = clean_env(QSTASH_URL=f"http://127.0.0.1:{qport}")
         bare = [PYTHON, "-m", "bench.bare_app", "--port", str(bport)]
         ours_url, bare_url = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"

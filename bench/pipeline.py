@@ -133,6 +133,8 @@ def measure(rate: float = 100, seconds: float = 10, worker_events: int = 5000) -
             str(port),
             "--qstash-port",
             str(qport),
+            "--salla-port",
+            str(free_port()),
             "--data-dir",
             str(tmp),
         ]

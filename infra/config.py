@@ -105,6 +105,10 @@ class PipelineConfig(_Section):
     qstash_retry_delay: str | None = None
     topic_subscribers: dict[str, list[str]] = Field(default_factory=dict)
     salla_webhook_strategy: Literal["signature", "token"] = "signature"
+    # The Salla app's OAuth client id (refreshing merchant tokens for historical sync).
+    salla_client_id: str = Field(min_length=1, max_length=200)
+    salla_api_base_url: str = "https://api.salla.dev/admin/v2"
+    salla_oauth_token_url: str = "https://accounts.salla.sa/oauth2/token"  # noqa: S105
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -128,6 +132,7 @@ class Secrets:
     qstash_current_signing_key: pulumi.Output[str]
     qstash_next_signing_key: pulumi.Output[str]
     salla_webhook_secret: pulumi.Output[str]
+    salla_client_secret: pulumi.Output[str]
 
 
 class ConfigError(pulumi.RunError):
@@ -143,6 +148,9 @@ _SCALARS = (
     "qstashRetries",
     "qstashRetryDelay",
     "sallaWebhookStrategy",
+    "sallaClientId",
+    "sallaApiBaseUrl",
+    "sallaOauthTokenUrl",
     "logLevel",
 )
 _SECRETS = {
@@ -150,6 +158,7 @@ _SECRETS = {
     "qstash_current_signing_key": "qstashCurrentSigningKey",
     "qstash_next_signing_key": "qstashNextSigningKey",
     "salla_webhook_secret": "sallaWebhookSecret",
+    "salla_client_secret": "sallaClientSecret",
 }
 
 

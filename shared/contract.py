@@ -78,6 +78,19 @@ class PipelineSettings(BaseSettings):
         max_length=200,
         description="QStash retry delay expression in milliseconds (unset: QStash's backoff).",
     )
+    salla_api_base_url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://api.salla.dev/admin/v2"), description="Salla Admin API base URL."
+    )
+    salla_oauth_token_url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://accounts.salla.sa/oauth2/token"),
+        description="Salla OAuth token endpoint (refreshing merchant access tokens).",
+    )
+    salla_client_id: str = Field(
+        "", max_length=200, description="The app's OAuth client id (needed to refresh tokens)."
+    )
+    salla_client_secret: SecretStr = Field(
+        SecretStr(""), description="The app's OAuth client secret (needed to refresh tokens)."
+    )
     clickhouse_url: SecretStr = Field(
         description="clickhouse-connect DSN: https://user:pass@host:8443 or chdb:///abs/path."
     )
@@ -161,6 +174,11 @@ class PipelineSettings(BaseSettings):
                 problems[name] = f"must be at least {_MIN_SECRET_LENGTH} characters"
         if self.pipeline_public_url.scheme != "https":
             problems["pipeline_public_url"] = "must be https in production"
+        # Access tokens expire after 14 days; historical sync must be able to refresh them.
+        if not self.salla_client_id:
+            problems["salla_client_id"] = "is required in production (token refresh)"
+        if not self.salla_client_secret.get_secret_value():
+            problems["salla_client_secret"] = "is required in production (token refresh)"  # noqa: S105
         if problems:
             raise ValueError(
                 "; ".join(f"{name.upper()} {why}" for name, why in sorted(problems.items()))

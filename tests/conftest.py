@@ -31,6 +31,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest_asyncio.fixture(params=["sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> AsyncIterator[Any]:
+    """Each state store in turn: embedded SQLite and a real redis-server (same contract)."""
+    from data_pipeline.adapters.redis_state import RedisStateStore
+    from data_pipeline.adapters.sqlite_state import SqliteStateStore
+
+    if request.param == "sqlite":
+        state: Any = SqliteStateStore(tmp_path / "state.sqlite3")
+    else:
+        state = RedisStateStore(redis_url, prefix=f"t{id(request)}")
+    yield state
+    await state.close()
+
+
 @pytest_asyncio.fixture
 async def harness(tmp_path: Path, chdb_path: Path) -> AsyncIterator[Harness]:
     running = await start_harness(tmp_path, chdb_path)
@@ -53,3 +69,22 @@ async def harness_with(tmp_path: Path, chdb_path: Path) -> AsyncIterator[Any]:
     yield start
     for running in started:
         await stop_harness(running)
+
+
+@pytest_asyncio.fixture
+async def sync_stack(harness_with: Any) -> AsyncIterator[Any]:
+    """The harness wired to a Salla Admin API emulator (fast plan limit, fast backoff)."""
+    from data_pipeline.devtools.salla_emulator.client import EmulatorClient
+
+    from tests.support.salla import SyncStack, salla_settings, start_emulator
+
+    server, state = await start_emulator()
+    client = EmulatorClient(server.url)
+    running = await harness_with(**salla_settings(server.url))
+    running.container.sync.backoff = lambda failures: 0.2
+    try:
+        yield SyncStack(running, client, state)
+    finally:
+        running.dispatcher.pause()  # no more steps against an emulator that is going away
+        await client.aclose()
+        await server.stop()

@@ -11,6 +11,8 @@ from qstash import Receiver
 
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.qstash_queue import QStashQueue
+from data_pipeline.adapters.salla_api import SallaGateway
+from data_pipeline.adapters.salla_oauth import SallaOAuth
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.adapters.warehouse import Warehouse
@@ -18,8 +20,11 @@ from data_pipeline.observability.logging import configure_logging
 from data_pipeline.observability.metrics import PipelineMetrics
 from data_pipeline.service_layer.ingest import WebhookIngress
 from data_pipeline.service_layer.loader import GroupCommitLoader
+from data_pipeline.service_layer.merchant_tokens import TokenProvider
 from data_pipeline.service_layer.processing import EventProcessor
+from data_pipeline.service_layer.sync import SyncOrchestrator
 from shared.contract import PipelineSettings
+from shared.topics import SYNC_STEP_PATH
 
 
 @dataclass
@@ -34,10 +39,16 @@ class Container:
     ingress: WebhookIngress
     processor: EventProcessor
     receiver: Receiver
+    salla: SallaGateway
+    oauth: SallaOAuth
+    tokens: TokenProvider
+    sync: SyncOrchestrator
 
     async def aclose(self) -> None:
         await self.loader.drain()
         await self.queue.close()
+        await self.salla.aclose()
+        await self.oauth.aclose()
         await self.state.close()
         self.warehouse.close()
 
@@ -73,6 +84,13 @@ def bootstrap(
     )
     cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
     loader = GroupCommitLoader(warehouse, metrics)
+    salla = SallaGateway(str(settings.salla_api_base_url))
+    oauth = SallaOAuth(
+        str(settings.salla_oauth_token_url),
+        settings.salla_client_id,
+        settings.salla_client_secret.get_secret_value(),
+    )
+    tokens = TokenProvider(state, cipher, oauth)
     return Container(
         settings=settings,
         metrics=metrics,
@@ -91,5 +109,16 @@ def bootstrap(
         receiver=Receiver(
             current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
             next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
+        ),
+        salla=salla,
+        oauth=oauth,
+        tokens=tokens,
+        sync=SyncOrchestrator(
+            state=state,
+            queue=queue,
+            gateway=salla,
+            tokens=tokens,
+            loader=loader,
+            step_url=settings.delivery_url(SYNC_STEP_PATH),
         ),
     )

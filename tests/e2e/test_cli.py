@@ -36,7 +36,17 @@ def test_dev_stack_stops_cleanly_and_keeps_pending_deliveries_across_a_restart(t
     port, qport = free_port(), free_port()
     base, args = (
         f"http://127.0.0.1:{port}",
-        ("dev", "--port", str(port), "--qstash-port", str(qport), "--data-dir", str(tmp_path)),
+        (
+            "dev",
+            "--port",
+            str(port),
+            "--qstash-port",
+            str(qport),
+            "--data-dir",
+            str(tmp_path),
+            "--salla-port",
+            str(free_port()),
+        ),
     )
     process = start_cli(*args)
     wait_healthy(base, process)
@@ -144,7 +154,15 @@ def test_dlq_list_and_replay_a_poison_webhook(tmp_path):
     port, qport = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_cli(
-        "dev", "--port", str(port), "--qstash-port", str(qport), "--data-dir", str(tmp_path)
+        "dev",
+        "--port",
+        str(port),
+        "--qstash-port",
+        str(qport),
+        "--data-dir",
+        str(tmp_path),
+        "--salla-port",
+        str(free_port()),
     )
     try:
         wait_healthy(base, process)
@@ -175,3 +193,83 @@ def test_dlq_list_and_replay_a_poison_webhook(tmp_path):
     finally:
         code, output = stop(process)
     assert code == 0, output
+
+
+@pytest.mark.slow
+def test_sync_start_watch_status_and_resume_against_the_dev_stack(tmp_path):
+    """`salla-pipeline dev` runs the Salla emulator too; the sync commands drive a backfill."""
+    import asyncio
+
+    from data_pipeline.devtools.local_stack import local_secrets
+    from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
+    from data_pipeline.domain.webhook_auth import expected_signature
+
+    port, qport, sport = free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_cli(
+        "dev",
+        "--port",
+        str(port),
+        "--qstash-port",
+        str(qport),
+        "--salla-port",
+        str(sport),
+        "--data-dir",
+        str(tmp_path),
+    )
+    try:
+        wait_healthy(base, process)
+
+        async def authorize() -> None:
+            emulator = EmulatorClient(f"http://127.0.0.1:{sport}")
+            await emulator.configure(rate_limit_per_minute=6000)
+            tokens = await emulator.create_merchant(4242, orders=200, seed=5)
+            await emulator.aclose()
+            body = authorization_event(4242, tokens)
+            secret = local_secrets(tmp_path.resolve()).webhook_secret
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(
+                    base + "/api/webhooks/salla",
+                    content=body,
+                    headers={"X-Salla-Signature": expected_signature(body, secret.encode())},
+                )
+            assert answer.status_code == 200
+
+        asyncio.run(authorize())
+        common = ("--url", base, "--data-dir", str(tmp_path))
+        for _ in range(100):  # the authorization goes through the queue
+            started = run_cli(
+                "sync", "start", "--merchant", "4242", "--depth", "12m", "--watch", *common
+            )
+            if "has not authorized" not in started.stderr:
+                break
+            __import__("time").sleep(0.1)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "started" in started.stdout and "COMPLETED" in started.stdout
+        job_id = started.stdout.split("job ", 1)[1].split()[0]
+        shown = run_cli("sync", "status", "--merchant", "4242", *common)
+        assert shown.returncode == 0 and job_id in shown.stdout and "COMPLETED" in shown.stdout
+        resumed = run_cli("sync", "resume", job_id, *common)
+        assert resumed.returncode == 1 and "has completed" in resumed.stderr
+        bad = run_cli("sync", "start", "--merchant", "4242", "--depth", "6m", *common)
+        assert bad.returncode == 2 and "--depth must be 12m or 24m" in bad.stderr
+        neither = run_cli("sync", "status", *common)
+        assert neither.returncode == 2 and "exactly one of" in neither.stderr
+    finally:
+        code, output = stop(process)
+    assert code == 0, output
+
+
+def test_sync_commands_explain_an_unreachable_service(tmp_path):
+    result = run_cli(
+        "sync",
+        "status",
+        "--merchant",
+        "1",
+        "--url",
+        f"http://127.0.0.1:{free_port()}",
+        env=clean_env(PIPELINE_API_KEY="k" * 20),
+    )
+    assert result.returncode == 2 and "could not reach" in result.stderr
+    no_key = run_cli("sync", "status", "--merchant", "1", "--data-dir", str(tmp_path))
+    assert no_key.returncode == 2 and "PIPELINE_API_KEY" in no_key.stderr

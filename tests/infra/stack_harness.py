@@ -24,7 +24,10 @@ SECRETS = {
     "pipeline:qstashCurrentSigningKey": "sig_current_value",
     "pipeline:qstashNextSigningKey": "sig_next_value",
     "pipeline:sallaWebhookSecret": "salla-webhook-secret-value",
+    "pipeline:sallaClientSecret": "salla-client-secret-value",
 }
+# Required per-stack settings that are not secret but have no sensible committed value.
+REQUIRED = {"pipeline:sallaClientId": "salla-client-id"}
 
 
 @dataclass
@@ -104,6 +107,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
     document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     values: dict[str, Any] = dict(document["config"])
+    values.update(REQUIRED)
     values.update(overrides or {})
     config = {
         k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items() if v is not None

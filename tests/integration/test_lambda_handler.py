@@ -55,6 +55,8 @@ def production_env(monkeypatch, tmp_path, chdb_path):
         "CLICKHOUSE_URL": f"chdb://{chdb_path}",
         "TOKEN_ENCRYPTION_KEY": TokenCipher.generate_key(),
         "PIPELINE_DATA_DIR": str(tmp_path),
+        "SALLA_CLIENT_ID": "client-id",
+        "SALLA_CLIENT_SECRET": "client-secret",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

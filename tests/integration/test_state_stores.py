@@ -3,23 +3,11 @@
 import asyncio
 
 import pytest
-import pytest_asyncio
 from data_pipeline.adapters.redis_state import RedisStateStore
-from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.adapters.state import EncryptedTokens, Verdict
 from data_pipeline.errors import TransientError
 
 from tests.support.redis_server import free_port
-
-
-@pytest_asyncio.fixture(params=["sqlite", "redis"])
-async def store(request, tmp_path, redis_url):
-    if request.param == "sqlite":
-        state = SqliteStateStore(tmp_path / "state.sqlite3")
-    else:
-        state = RedisStateStore(redis_url, prefix=f"t{id(request)}")
-    yield state
-    await state.close()
 
 
 async def test_settlement_verdicts(store):
@@ -58,3 +46,66 @@ async def test_an_unreachable_redis_is_a_transient_failure():
     with pytest.raises(TransientError, match="state store"):
         await store.settle("e", "m", "loaded")
     await store.close()
+
+
+def new_job(merchant=5, job_id="job-1"):
+    from data_pipeline.domain.sync import SyncJob
+
+    return SyncJob(
+        job_id=job_id,
+        merchant_id=merchant,
+        depth="12m",
+        window_start="2025-11-22",
+        window_end="2026-11-22",
+    )
+
+
+async def test_one_active_job_per_merchant(store):
+    from data_pipeline.domain.sync import JobStatus
+
+    first, created = await store.create_job_unless_active(new_job())
+    assert created
+    second, created_again = await store.create_job_unless_active(new_job(job_id="job-2"))
+    assert not created_again and second.job_id == "job-1"
+    first.status, first.seq = JobStatus.COMPLETED, 1
+    assert await store.save_job(first, expected_seq=0)
+    _, created = await store.create_job_unless_active(new_job(job_id="job-3"))
+    assert created and (await store.latest_job(5)).job_id == "job-3"
+    assert (await store.get_job("job-1")).status is JobStatus.COMPLETED
+
+
+async def test_saving_a_job_is_compare_and_set_on_its_step(store):
+    job, _ = await store.create_job_unless_active(new_job(merchant=6))
+    job.seq = 1
+    results = await asyncio.gather(*(store.save_job(job, expected_seq=0) for _ in range(10)))
+    assert results.count(True) == 1
+    job.seq = 2
+    assert not await store.save_job(job, expected_seq=0)
+    assert await store.save_job(job, expected_seq=1)
+    assert (await store.get_job(job.job_id)).seq == 2
+
+
+async def test_leases_are_exclusive_until_released_or_expired(store):
+    assert await store.acquire_lock("refresh:1", "a", ttl_seconds=0.3)
+    assert not await store.acquire_lock("refresh:1", "b", ttl_seconds=5)
+    await store.release_lock("refresh:1", "b")  # not b's: nothing happens
+    assert not await store.acquire_lock("refresh:1", "b", ttl_seconds=5)
+    await asyncio.sleep(0.35)
+    assert await store.acquire_lock("refresh:1", "b", ttl_seconds=5)
+    await store.release_lock("refresh:1", "b")
+    assert await store.acquire_lock("refresh:1", "c", ttl_seconds=5)
+
+
+async def test_reserved_slots_pace_requests_and_holds_block_them(store):
+    key = f"slots-{id(store)}"
+    waits = [await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=10) for _ in range(4)]
+    assert waits[0] == 0 and waits[1] == 0  # the burst
+    assert 0.3 < waits[2] <= 0.5 and 0.8 < waits[3] <= 1.0
+    # A slot beyond max_wait is not reserved: asking again gives the same answer.
+    far = await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=0.1)
+    assert far > 0.1
+    assert abs(await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=0.1) - far) < 0.05
+    import time
+
+    await store.hold_slots(key, time.time() + 30)
+    assert await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=100) > 29

@@ -79,6 +79,18 @@ class Harness:
                 )
             await asyncio.sleep(0.02)
 
+    async def settle_events(self, timeout: float = 30.0) -> None:
+        """Wait until every accepted webhook is settled (other queue messages may be pending)."""
+        metrics = self.container.metrics
+        deadline = time.monotonic() + timeout
+        while metrics.settled_total() < metrics.accepted_total():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not settled: accepted={metrics.accepted_total()} "
+                    f"settled={metrics.settled_total()}"
+                )
+            await asyncio.sleep(0.02)
+
     async def sql(self, query: str) -> list[tuple[Any, ...]]:
         result = await asyncio.to_thread(self.container.warehouse.query, query)
         return result.rows

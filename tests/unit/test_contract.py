@@ -24,6 +24,8 @@ VALID = {
     "QSTASH_NEXT_SIGNING_KEY": "sig_next_real",
     "CLICKHOUSE_URL": "https://writer:pw@abc.clickhouse.cloud:8443",
     "TOKEN_ENCRYPTION_KEY": KEY,
+    "SALLA_CLIENT_ID": "salla-app-client-id",
+    "SALLA_CLIENT_SECRET": "salla-app-client-secret",
 }
 
 

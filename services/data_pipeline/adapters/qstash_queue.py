@@ -140,6 +140,27 @@ class QStashQueue(EventQueue):
             size += nxt.size
         return batch
 
+    async def publish_step(
+        self, url: str, body: bytes, *, dedup_id: str, delay_seconds: int = 0
+    ) -> Published:
+        options: dict[str, Any] = {
+            "url": url,
+            "body": body,
+            "content_type": "application/json",
+            "deduplication_id": dedup_id,
+            "retries": self._retries,
+        }
+        if self._retry_delay:
+            options["retry_delay"] = self._retry_delay
+        if delay_seconds > 0:
+            options["delay"] = f"{delay_seconds}s"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self.client.message.publish(**options)
+        except _FAILURES as error:
+            raise _unavailable(error) from None
+        return _published(response)
+
     async def ensure_topic(self, topic: str, urls: list[str]) -> None:
         """Point a URL group at our endpoints (local stacks; Pulumi owns this in the cloud)."""
         await self.client.url_group.upsert_endpoints(topic, [{"url": url} for url in urls])

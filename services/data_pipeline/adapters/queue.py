@@ -20,4 +20,11 @@ class EventQueue(abc.ABC):
         """Durably enqueue a raw Salla event for the ETL worker. Raises TransientError."""
 
     @abc.abstractmethod
+    async def publish_step(
+        self, url: str, body: bytes, *, dedup_id: str, delay_seconds: int = 0
+    ) -> Published:
+        """Enqueue one step of a chain (historical sync) for `url`, at most once per
+        `dedup_id`, delivered no sooner than `delay_seconds` from now. Raises TransientError."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

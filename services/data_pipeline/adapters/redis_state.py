@@ -18,6 +18,7 @@ from data_pipeline.adapters.state import (
     StateStore,
     Verdict,
 )
+from data_pipeline.domain.sync import SyncJob
 from data_pipeline.errors import TransientError
 
 # Mirrors state.decide(); the shared contract tests hold both to the same behaviour.
@@ -46,12 +47,73 @@ return 1
 """
 
 
+# KEYS: job key, merchant pointer key. ARGV: job JSON, job key. Active = QUEUED or RUNNING.
+_CREATE_JOB = """
+local current_key = redis.call('GET', KEYS[2])
+if current_key then
+  local current = redis.call('GET', current_key)
+  if current then
+    local status = cjson.decode(current)['status']
+    if status == 'QUEUED' or status == 'RUNNING' then return current end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return false
+"""
+
+# KEYS: job key. ARGV: expected seq, new JSON.
+_SAVE_JOB = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if tostring(cjson.decode(current)['seq']) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# GCRA with the server's clock, so every function instance agrees on time.
+# KEYS: slot hash. ARGV: interval, burst, max wait. Returns the wait as a string (seconds).
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tat', 'hold')
+local hold = tonumber(state[2] or '0')
+if hold > now then return tostring(hold - now) end
+local interval = tonumber(ARGV[1])
+local tolerance = (tonumber(ARGV[2]) - 1) * interval
+local start = math.max(tonumber(state[1] or '0'), now)
+local wait = math.max(0, start - tolerance - now)
+if wait <= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'tat', tostring(start + interval))
+  redis.call('EXPIRE', KEYS[1], 86400)
+end
+return tostring(wait)
+"""
+
+_HOLD = """
+local hold = tonumber(redis.call('HGET', KEYS[1], 'hold') or '0')
+if tonumber(ARGV[1]) > hold then redis.call('HSET', KEYS[1], 'hold', ARGV[1]) end
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+
 class RedisStateStore(StateStore):
     def __init__(self, url: str, *, prefix: str = "pipeline") -> None:
         self._redis = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix
         self._settle = self._redis.register_script(_SETTLE)
         self._versioned_hset = self._redis.register_script(_VERSIONED_HSET)
+        self._create_job = self._redis.register_script(_CREATE_JOB)
+        self._save_job = self._redis.register_script(_SAVE_JOB)
+        self._release = self._redis.register_script(_RELEASE)
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._hold = self._redis.register_script(_HOLD)
 
     def key(self, *parts: object) -> str:
         return ":".join([self._prefix, *map(str, parts)])
@@ -122,6 +184,74 @@ class RedisStateStore(StateStore):
             ),
         )
         return bool(applied)
+
+    # -- jobs -----------------------------------------------------------------------------------
+    async def create_job_unless_active(self, job: SyncJob) -> tuple[SyncJob, bool]:
+        job_key = self.key("job", job.job_id)
+        existing = await self._call(
+            "job create",
+            self._create_job(
+                keys=[job_key, self.key("merchant-job", job.merchant_id)],
+                args=[job.to_json(), job_key],
+            ),
+        )
+        if existing:
+            return SyncJob.from_json(existing.decode()), False
+        return job, True
+
+    async def get_job(self, job_id: str) -> SyncJob | None:
+        text = await self._call("job read", self._redis.get(self.key("job", job_id)))
+        return SyncJob.from_json(text.decode()) if text else None
+
+    async def latest_job(self, merchant_id: int) -> SyncJob | None:
+        pointer = await self._call(
+            "job read", self._redis.get(self.key("merchant-job", merchant_id))
+        )
+        if not pointer:
+            return None
+        text = await self._call("job read", self._redis.get(pointer.decode()))
+        return SyncJob.from_json(text.decode()) if text else None
+
+    async def save_job(self, job: SyncJob, *, expected_seq: int) -> bool:
+        saved = await self._call(
+            "job save",
+            self._save_job(
+                keys=[self.key("job", job.job_id)], args=[str(expected_seq), job.to_json()]
+            ),
+        )
+        return bool(saved)
+
+    # -- leases ---------------------------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        acquired = await self._call(
+            "lock",
+            self._redis.set(self.key("lock", name), owner, nx=True, px=int(ttl_seconds * 1000)),
+        )
+        if acquired:
+            return True
+        holder = await self._call("lock", self._redis.get(self.key("lock", name)))
+        return holder is not None and holder.decode() == owner
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        await self._call("unlock", self._release(keys=[self.key("lock", name)], args=[owner]))
+
+    # -- rate limits ----------------------------------------------------------------------------
+    async def reserve_slot(
+        self, key: str, interval_seconds: float, burst: int, max_wait_seconds: float
+    ) -> float:
+        wait = await self._call(
+            "rate limit",
+            self._reserve(
+                keys=[self.key("slots", key)],
+                args=[repr(interval_seconds), burst, repr(max_wait_seconds)],
+            ),
+        )
+        return float(wait.decode() if isinstance(wait, bytes) else wait)
+
+    async def hold_slots(self, key: str, until_epoch: float) -> None:
+        await self._call(
+            "rate limit", self._hold(keys=[self.key("slots", key)], args=[repr(until_epoch)])
+        )
 
     async def ping(self) -> None:
         await self._call("ping", self._redis.ping())

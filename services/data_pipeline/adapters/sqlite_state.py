@@ -22,6 +22,7 @@ from data_pipeline.adapters.state import (
     Verdict,
     decide,
 )
+from data_pipeline.domain.sync import SyncJob
 from data_pipeline.errors import TransientError
 
 T = TypeVar("T")
@@ -30,6 +31,14 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settlements (
     event_key TEXT PRIMARY KEY, message_id TEXT NOT NULL, outcome TEXT NOT NULL,
     expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS merchant_jobs (merchant_id TEXT PRIMARY KEY, job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS rate_slots (
+    key TEXT PRIMARY KEY, tat REAL NOT NULL DEFAULT 0, hold_until REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS merchants (
     merchant_id TEXT PRIMARY KEY, installed INTEGER NOT NULL DEFAULT 0,
@@ -138,6 +147,109 @@ class SqliteStateStore(StateStore):
             return cursor.rowcount == 1
 
         return self._transaction(work)
+
+    # -- jobs -----------------------------------------------------------------------------------
+    async def create_job_unless_active(self, job: SyncJob) -> tuple[SyncJob, bool]:
+        merchant = str(job.merchant_id)
+
+        def work(db: sqlite3.Connection) -> tuple[SyncJob, bool]:
+            row = db.execute(
+                "SELECT j.doc FROM merchant_jobs m JOIN jobs j ON j.job_id = m.job_id"
+                " WHERE m.merchant_id = ?",
+                (merchant,),
+            ).fetchone()
+            if row is not None:
+                current = SyncJob.from_json(row[0])
+                if current.status.active:
+                    return current, False
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                (job.job_id, merchant, job.seq, job.to_json()),
+            )
+            db.execute("INSERT OR REPLACE INTO merchant_jobs VALUES (?, ?)", (merchant, job.job_id))
+            return job, True
+
+        return self._transaction(work)
+
+    async def get_job(self, job_id: str) -> SyncJob | None:
+        with self._lock:
+            row = self._db.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return SyncJob.from_json(row[0]) if row else None
+
+    async def latest_job(self, merchant_id: int) -> SyncJob | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT j.doc FROM merchant_jobs m JOIN jobs j ON j.job_id = m.job_id"
+                " WHERE m.merchant_id = ?",
+                (str(merchant_id),),
+            ).fetchone()
+        return SyncJob.from_json(row[0]) if row else None
+
+    async def save_job(self, job: SyncJob, *, expected_seq: int) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET seq = ?, doc = ? WHERE job_id = ? AND seq = ?",
+                (job.seq, job.to_json(), job.job_id, expected_seq),
+            )
+            return cursor.rowcount == 1
+
+        return self._transaction(work)
+
+    # -- leases ---------------------------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT INTO locks VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                " owner = excluded.owner, expires_at = excluded.expires_at"
+                " WHERE locks.expires_at <= ? OR locks.owner = excluded.owner",
+                (name, owner, now + ttl_seconds, now),
+            )
+            return cursor.rowcount == 1
+
+        return self._transaction(work)
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        self._transaction(
+            lambda db: db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
+        )
+
+    # -- rate limits ----------------------------------------------------------------------------
+    async def reserve_slot(
+        self, key: str, interval_seconds: float, burst: int, max_wait_seconds: float
+    ) -> float:
+        now = time.time()
+        tolerance = (burst - 1) * interval_seconds
+
+        def work(db: sqlite3.Connection) -> float:
+            row = db.execute(
+                "SELECT tat, hold_until FROM rate_slots WHERE key = ?", (key,)
+            ).fetchone()
+            tat, hold_until = row if row else (now, 0.0)
+            if hold_until > now:
+                return hold_until - now
+            start = max(tat, now)
+            wait = max(0.0, start - tolerance - now)
+            if wait <= max_wait_seconds:
+                db.execute(
+                    "INSERT INTO rate_slots (key, tat) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+                    (key, start + interval_seconds),
+                )
+            return wait
+
+        return self._transaction(work)
+
+    async def hold_slots(self, key: str, until_epoch: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO rate_slots (key, hold_until) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                " SET hold_until = max(rate_slots.hold_until, excluded.hold_until)",
+                (key, until_epoch),
+            )
+
+        self._transaction(work)
 
     async def ping(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The low-latency state store port: settlements, merchants (and, later, jobs and limits).
+"""The low-latency state store port: settlements, merchants, sync jobs, locks and rate limits.
 
 Two implementations behind one contract test suite: Redis (production, shared by every function
 instance) and SQLite (embedded local default when REDIS_URL is unset).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from enum import StrEnum
+
+from data_pipeline.domain.sync import SyncJob
 
 # How long an event's settlement is remembered: longer than Salla's retry window (~15 min) and
 # QStash's DLQ retention (7 days on pay-as-you-go), so late copies are recognised.
@@ -61,6 +63,43 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def set_tokens(self, merchant_id: int, tokens: EncryptedTokens, version: int) -> bool:
         """Apply if `version` is newer than the stored tokens; True if applied."""
+
+    # -- historical sync jobs -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_job_unless_active(self, job: SyncJob) -> tuple[SyncJob, bool]:
+        """Store `job` as the merchant's latest, unless one is QUEUED or RUNNING: then return
+        that one instead. Atomic. Returns (the merchant's job, whether `job` was created)."""
+
+    @abc.abstractmethod
+    async def get_job(self, job_id: str) -> SyncJob | None: ...
+
+    @abc.abstractmethod
+    async def latest_job(self, merchant_id: int) -> SyncJob | None: ...
+
+    @abc.abstractmethod
+    async def save_job(self, job: SyncJob, *, expected_seq: int) -> bool:
+        """Replace the job only if its stored `seq` is still `expected_seq` (compare-and-set)."""
+
+    # -- leases ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def release_lock(self, name: str, owner: str) -> None:
+        """Release only if `owner` still holds it."""
+
+    # -- shared rate limits (GCRA) --------------------------------------------------------------
+    @abc.abstractmethod
+    async def reserve_slot(
+        self, key: str, interval_seconds: float, burst: int, max_wait_seconds: float
+    ) -> float:
+        """Reserve the next request slot of `key`, shared by every worker: returns how long to
+        wait before sending (0 = now). A slot further away than `max_wait_seconds` is not
+        reserved: the caller reschedules instead, and gets the wait to reschedule by."""
+
+    @abc.abstractmethod
+    async def hold_slots(self, key: str, until_epoch: float) -> None:
+        """Nobody gets a slot of `key` before `until_epoch` (after a 429)."""
 
     @abc.abstractmethod
     async def ping(self) -> None: ...

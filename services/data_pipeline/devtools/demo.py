@@ -1,15 +1,19 @@
-"""`make demo`: the whole local stack with a realistic month of Salla activity pushed through it.
+"""`make demo`: the whole local stack with realistic Salla activity pushed through it.
 
 Starts `salla-pipeline dev` as a subprocess (chDB locks its directory, so the demo reads the
-warehouse through the running service), sends signed webhooks the way Salla would (duplicated,
-out of order), waits until every accepted event is settled, prints what landed, checks it against
-the simulated store, and stops the stack with SIGTERM.
+warehouse through the running service). Real-time path: sends signed webhooks the way Salla
+would (duplicated, out of order), waits until every accepted event is settled, prints what
+landed and checks it against the simulated store. Historical sync: a second merchant authorizes
+the app, and a 12-month backfill runs against the Salla Admin API emulator under a Special-plan
+rate limit, with its progress shown as it goes and its result checked against the emulator's own
+data. Finally the stack is stopped with SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.devtools.salla_samples import StoreSimulation, delivery_schedule, demo_store
 from data_pipeline.devtools.serving import wait_until_healthy
 from data_pipeline.domain.webhook_auth import expected_signature
@@ -47,6 +52,7 @@ class DemoStack:
     api_key: str
     webhook_secret: str
     log_path: Path
+    salla_url: str
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -61,7 +67,7 @@ class DemoStack:
 
 def start_stack(data_dir: Path, console: Console) -> DemoStack:
     """A local stack on free ports, isolated from any cloud settings in the caller's env."""
-    port, qstash_port = free_port(), free_port()
+    port, qstash_port, salla_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in env_var_names()}
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "demo-stack.log"
@@ -74,20 +80,29 @@ def start_stack(data_dir: Path, console: Console) -> DemoStack:
         str(port),
         "--qstash-port",
         str(qstash_port),
+        "--salla-port",
+        str(salla_port),
         "--data-dir",
         str(data_dir),
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
-    with console.status("starting the local stack (QStash-compatible server, service, chDB)…"):
+    with console.status("starting the local stack (QStash server, Salla emulator, service)…"):
         try:
             wait_until_healthy(url + "/healthz", process)
         except RuntimeError as error:
             process.kill()
             raise RuntimeError(f"{error}; see {log_path}") from None
     secrets = local_secrets(data_dir.resolve())
-    return DemoStack(process, url, secrets.api_key, secrets.webhook_secret, log_path)
+    return DemoStack(
+        process,
+        url,
+        secrets.api_key,
+        secrets.webhook_secret,
+        log_path,
+        f"http://127.0.0.1:{salla_port}",
+    )
 
 
 class DemoClient:
@@ -105,10 +120,10 @@ class DemoClient:
         )
         return response.status_code, time.perf_counter() - started
 
-    async def sql(self, query: str) -> list[list[Any]]:
+    async def sql(self, query: str, **parameters: Any) -> list[list[Any]]:
         response = await self.http.post(
             "/api/dev/sql",
-            json={"sql": query},
+            json={"sql": query, "parameters": parameters},
             headers={"Authorization": f"Bearer {self.stack.api_key}"},
         )
         response.raise_for_status()
@@ -118,6 +133,14 @@ class DemoClient:
     async def settlement(self) -> dict[str, Any]:
         response = await self.http.get(
             "/api/dev/settlement", headers={"Authorization": f"Bearer {self.stack.api_key}"}
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.http.request(
+            method, path, headers={"Authorization": f"Bearer {self.stack.api_key}"}, **kwargs
         )
         response.raise_for_status()
         result: dict[str, Any] = response.json()
@@ -210,13 +233,14 @@ async def show_warehouse(client: DemoClient, console: Console) -> None:
 
 async def check_against_truth(client: DemoClient, store: StoreSimulation, console: Console) -> bool:
     truth = store.truth
-    [[orders, order_sum]] = await client.sql("SELECT count(), sum(total) FROM analytics.orders")
-    [[lines, line_sum]] = await client.sql(
-        "SELECT count(), sum(line_total) FROM analytics.sales_facts"
+    found = await merchant_totals(client, store.merchant_id)
+    [[carts]] = await client.sql(
+        "SELECT count() FROM analytics.abandoned_carts WHERE merchant_id = {m:UInt64}",
+        m=store.merchant_id,
     )
-    [[carts]] = await client.sql("SELECT count() FROM analytics.abandoned_carts")
+    orders, order_sum = found["orders"], found["total"]
+    lines, line_sum, products = found["lines"], found["line_total"], found["products"]
     live_products = [p for p in truth.products.values() if not p["deleted"]]
-    [[products]] = await client.sql("SELECT count() FROM analytics.products")
     checks = [
         ("orders (non-deleted)", len(truth.live_orders()), orders),
         ("sum of order totals", truth.order_total_sum(), Decimal(str(order_sum))),
@@ -225,7 +249,36 @@ async def check_against_truth(client: DemoClient, store: StoreSimulation, consol
         ("products (non-deleted)", len(live_products), products),
         ("abandoned carts", len(truth.carts), carts),
     ]
-    table = Table(title="Warehouse vs. the simulated store")
+    return compare("Warehouse vs. the simulated store", checks, console)
+
+
+async def merchant_totals(client: DemoClient, merchant_id: int) -> dict[str, Any]:
+    [[orders, total]] = await client.sql(
+        "SELECT count(), sum(total) FROM analytics.orders WHERE merchant_id = {m:UInt64}",
+        m=merchant_id,
+    )
+    [[lines, line_total]] = await client.sql(
+        "SELECT count(), sum(line_total) FROM analytics.sales_facts WHERE merchant_id = {m:UInt64}",
+        m=merchant_id,
+    )
+    [[products]] = await client.sql(
+        "SELECT count() FROM analytics.products WHERE merchant_id = {m:UInt64}", m=merchant_id
+    )
+    [[customers]] = await client.sql(
+        "SELECT count() FROM analytics.customers WHERE merchant_id = {m:UInt64}", m=merchant_id
+    )
+    return {
+        "orders": orders,
+        "total": total,
+        "lines": lines,
+        "line_total": line_total,
+        "products": products,
+        "customers": customers,
+    }
+
+
+def compare(title: str, checks: list[tuple[str, Any, Any]], console: Console) -> bool:
+    table = Table(title=title)
     for column in ("check", "expected", "in ClickHouse", ""):
         table.add_column(column)
     ok = True
@@ -237,9 +290,106 @@ async def check_against_truth(client: DemoClient, store: StoreSimulation, consol
     return ok
 
 
+SYNC_MERCHANT = 1305999001
+SYNC_PLAN_LIMIT = 720  # requests per minute: Salla's Special plan (reference §4)
+
+
+async def run_historical_sync(client: DemoClient, console: Console) -> bool:
+    """A second store authorizes the app; its last 12 months are backfilled from the emulator."""
+    salla = EmulatorClient(client.stack.salla_url)
+    try:
+        with console.status("generating a Salla store with 30 months of history…"):
+            await salla.configure(rate_limit_per_minute=SYNC_PLAN_LIMIT)
+            tokens = await salla.create_merchant(SYNC_MERCHANT, orders=450, seed=11)
+        status, _ = await client.send(authorization_event(SYNC_MERCHANT, tokens))
+        if status != 200:
+            raise RuntimeError(f"app.store.authorize webhook answered {status}")
+        await wait_authorized(client)
+        started = time.perf_counter()
+        job = await client.api(
+            "POST",
+            "/api/jobs/sync/initiate",
+            json={"merchantId": str(SYNC_MERCHANT), "depth": "12m"},
+        )
+        console.print(
+            f"historical sync [bold]{job['jobId']}[/] for merchant {SYNC_MERCHANT}: 12 months "
+            f"from the Salla Admin API emulator at {SYNC_PLAN_LIMIT} requests/min (Special plan)"
+        )
+        final = await follow_job(client, job["jobId"], console)
+        elapsed = time.perf_counter() - started
+        truth = await salla.truth(SYNC_MERCHANT, final["window"]["from"], final["window"]["to"])
+        stats = await salla.stats()
+    finally:
+        await salla.aclose()
+    requests = sum(final["requests"].get(k, 0) for k in ("orders.list", "orders.detail"))
+    summary = Table(title="Historical sync", show_header=False)
+    summary.add_row("status", final["status"])
+    summary.add_row("window (Asia/Riyadh)", f"{final['window']['from']} → {final['window']['to']}")
+    summary.add_row("loaded", ", ".join(f"{v} {k}" for k, v in final["counts"].items()))
+    summary.add_row("requests to Salla", str(stats["counts"].get("requests", 0)))
+    summary.add_row(
+        "order requests per order", f"{requests / max(1, final['counts']['orders']):.3f}"
+    )
+    summary.add_row("429s received", str(stats["counts"].get("429", 0)))
+    summary.add_row("wall time", f"{elapsed:.1f} s")
+    console.print(summary)
+    found = await merchant_totals(client, SYNC_MERCHANT)
+    checks = [
+        ("orders created in the window", truth["orders"], found["orders"]),
+        ("sum of order totals", Decimal(truth["total"]), Decimal(str(found["total"]))),
+        ("line items", truth["line_items"], found["lines"]),
+        ("sum of line totals", Decimal(truth["line_total"]), Decimal(str(found["line_total"]))),
+        ("products", truth["products"], found["products"]),
+        ("customers", truth["customers"], found["customers"]),
+    ]
+    ok = compare("Warehouse vs. the emulated store", checks, console)
+    return ok and final["status"] == "COMPLETED"
+
+
+async def wait_authorized(client: DemoClient) -> None:
+    """The authorize webhook goes through the queue; the merchant's tokens land shortly after."""
+    deadline = time.monotonic() + 30
+    while True:
+        state = await client.settlement()
+        if state["settled"] >= state["accepted"]:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the app.store.authorize event did not settle")
+        await asyncio.sleep(0.05)
+
+
+async def follow_job(client: DemoClient, job_id: str, console: Console) -> dict[str, Any]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    deadline = time.monotonic() + 600
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("backfilling", total=100, detail="")
+        while True:
+            job = await client.api("GET", "/api/jobs/sync/status", params={"jobId": job_id})
+            counts = job["counts"]
+            progress.update(
+                task,
+                completed=job["progress"],
+                detail=f"{job['position']} · {counts['products']} products, "
+                f"{counts['customers']} customers, {counts['orders']} orders",
+            )
+            if job["status"] in ("COMPLETED", "FAILED"):
+                return job
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"historical sync did not finish: {job}")
+            await asyncio.sleep(0.25)
+
+
 async def run_demo(data_dir: Path, console: Console) -> bool:
     store = demo_store()
     deliveries = delivery_schedule(store.events, duplicate_share=0.3)
+    # The emulated store is generated relative to today: start from a clean data dir.
+    await asyncio.to_thread(shutil.rmtree, data_dir, ignore_errors=True)
     stack = start_stack(data_dir, console)
     client = DemoClient(stack)
     try:
@@ -273,6 +423,7 @@ async def run_demo(data_dir: Path, console: Console) -> bool:
         console.print(summary)
         await show_warehouse(client, console)
         ok = await check_against_truth(client, store, console)
+        ok &= await run_historical_sync(client, console)
     finally:
         await client.aclose()
         code = stack.stop()

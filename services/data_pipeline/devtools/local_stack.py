@@ -1,11 +1,14 @@
-"""The local stack behind `salla-pipeline dev`: QStash-compatible server + pipeline service.
+"""The local stack behind `salla-pipeline dev`: QStash-compatible server, Salla Admin API
+emulator and pipeline service.
 
 Local defaults fill only what the environment does not set: secrets are generated once per data
-dir (and printed), QStash points at the local server with its public dev keys, the warehouse is
-chDB in the data dir, state is embedded. Production differs by configuration only.
+dir (and printed), QStash points at the local server with its public dev keys, the Salla Admin
+API at the emulator, the warehouse is chDB in the data dir, state is embedded. Production
+differs by configuration only.
 
-The QStash-compatible server runs as a child process (`salla-pipeline qstash-dev`), as QStash
-is a separate service in production; it also gives the worker its own core.
+The QStash-compatible server and the Salla emulator run as child processes (`salla-pipeline
+qstash-dev`, `salla-pipeline salla-emulator`), as they are separate services in production; it
+also gives the worker its own core.
 
 Shutdown order matters for "nothing accepted is lost": first the queue server gets SIGTERM,
 stops starting deliveries and lets in-flight ones finish (the service must still answer them),
@@ -42,6 +45,9 @@ from shared.contract import (
 from shared.topics import RAW_EVENTS_TOPIC, TOPIC_DELIVERY_PATHS
 
 SECRETS_FILE = "local-secrets.json"
+# The emulator's OAuth client: fixed, public development values (never valid against Salla).
+LOCAL_SALLA_CLIENT_ID = "local-salla-client"
+LOCAL_SALLA_CLIENT_SECRET = "local-salla-secret"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,17 @@ class LocalStackOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     qstash_port: int = 8080
+    salla_port: int = 8090
 
 
-def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool]:
-    """Fill unset variables with local defaults. Returns (secrets, whether QStash is local)."""
+def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool, bool]:
+    """Fill unset variables with local defaults.
+    Returns (secrets, whether QStash is local, whether the Salla emulator is)."""
     data_dir = options.data_dir.resolve()
     generated = local_secrets(data_dir)
     run_local_qstash = "QSTASH_URL" not in os.environ
+    run_salla_emulator = "SALLA_API_BASE_URL" not in os.environ
+    salla = f"http://127.0.0.1:{options.salla_port}"
     public_host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host  # noqa: S104
     defaults = {
         "PIPELINE_ENVIRONMENT": "local",
@@ -94,29 +104,34 @@ def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool
         "QSTASH_CURRENT_SIGNING_KEY": DEV_QSTASH_CURRENT_SIGNING_KEY,
         "QSTASH_NEXT_SIGNING_KEY": DEV_QSTASH_NEXT_SIGNING_KEY,
     }
+    if run_salla_emulator:
+        defaults |= {
+            "SALLA_API_BASE_URL": f"{salla}/admin/v2",
+            "SALLA_OAUTH_TOKEN_URL": f"{salla}/oauth2/token",
+            "SALLA_CLIENT_ID": LOCAL_SALLA_CLIENT_ID,
+            "SALLA_CLIENT_SECRET": LOCAL_SALLA_CLIENT_SECRET,
+        }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
-    return generated, run_local_qstash
+    return generated, run_local_qstash, run_salla_emulator
 
 
 @dataclass
-class QStashChild:
-    """The local QStash-compatible server as a supervised child process."""
+class ChildServer:
+    """A local stand-in for a managed service (`salla-pipeline <command>`) as a child process."""
 
     process: asyncio.subprocess.Process
     url: str
 
     @classmethod
-    async def start(cls, data_dir: Path, port: int) -> QStashChild:
+    async def start(cls, name: str, port: int, *args: str) -> ChildServer:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "data_pipeline.entrypoints.cli.main",
-            "qstash-dev",
+            *args,
             "--port",
             str(port),
-            "--data-dir",
-            str(data_dir),
             "--quiet",
         )
         url = f"http://127.0.0.1:{port}"
@@ -124,13 +139,13 @@ class QStashChild:
         async with httpx.AsyncClient(timeout=1) as http:
             while True:
                 if process.returncode is not None:
-                    raise RuntimeError(f"the local QStash server exited ({process.returncode})")
+                    raise RuntimeError(f"the local {name} exited ({process.returncode})")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(url + "/healthz")).status_code == 200:
                         return cls(process, url)
                 if time.monotonic() > deadline:
                     process.kill()
-                    raise RuntimeError(f"the local QStash server did not start on port {port}")
+                    raise RuntimeError(f"the local {name} did not start on port {port}")
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
@@ -149,14 +164,21 @@ class LocalStack:
     settings: PipelineSettings
     options: LocalStackOptions
     run_local_qstash: bool
-    qstash: QStashChild | None = None
+    run_salla_emulator: bool = False
+    qstash: ChildServer | None = None
+    salla: ChildServer | None = None
     container: Container | None = None
     _service: RunningServer | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, options: LocalStackOptions) -> LocalStack:
-        _, run_local_qstash = apply_local_defaults(options)
-        return cls(settings=load_settings(), options=options, run_local_qstash=run_local_qstash)
+        _, run_local_qstash, run_salla_emulator = apply_local_defaults(options)
+        return cls(
+            settings=load_settings(),
+            options=options,
+            run_local_qstash=run_local_qstash,
+            run_salla_emulator=run_salla_emulator,
+        )
 
     @property
     def service_url(self) -> str:
@@ -167,8 +189,16 @@ class LocalStack:
         settings = self.settings
         if self.run_local_qstash:
             # The child reads QSTASH_TOKEN and the signing keys from the same environment.
-            self.qstash = await QStashChild.start(
-                settings.pipeline_data_dir, self.options.qstash_port
+            self.qstash = await ChildServer.start(
+                "QStash server",
+                self.options.qstash_port,
+                "qstash-dev",
+                "--data-dir",
+                str(settings.pipeline_data_dir),
+            )
+        if self.run_salla_emulator:  # reads SALLA_CLIENT_ID/SECRET from the same environment
+            self.salla = await ChildServer.start(
+                "Salla emulator", self.options.salla_port, "salla-emulator"
             )
         self.container = bootstrap(settings)
         self.container.warehouse.migrate()
@@ -182,6 +212,8 @@ class LocalStack:
     async def stop(self) -> None:
         if self.qstash is not None:
             await self.qstash.stop()
+        if self.salla is not None:
+            await self.salla.stop()
         if self._service is not None:
             await self._service.stop()  # lifespan shutdown closes the container
             self._service = None
@@ -193,6 +225,7 @@ class LocalStack:
             "api docs": settings.delivery_url("/docs"),
             "metrics": settings.delivery_url("/metrics"),
             "qstash": str(settings.qstash_url).rstrip("/") + (" (local)" if self.qstash else ""),
+            "salla api": str(settings.salla_api_base_url) + (" (emulator)" if self.salla else ""),
             "warehouse": _redact_dsn(settings.clickhouse_url.get_secret_value()),
             "state": "embedded SQLite" if settings.redis_url is None else "Redis",
             "topic": RAW_EVENTS_TOPIC,

@@ -50,6 +50,13 @@ STATUS_NAMES = {
 PAYMENT_METHODS = ("mada", "credit_card", "apple_pay", "cod", "bank", "tabby")
 
 
+def catalog_sku(index: int) -> str:
+    """The catalog repeats past its end as variants with their own SKUs (AC-250, AC-250-V1...)."""
+    sku = CATALOG[index % len(CATALOG)][2]
+    variant = index // len(CATALOG)
+    return f"{sku}-V{variant}" if variant else sku
+
+
 def js_date(moment: datetime) -> str:
     """Salla's store-event envelope format: 'Sun Jun 26 2022 12:21:48 GMT+0300'."""
     return moment.astimezone(RIYADH).strftime("%a %b %d %Y %H:%M:%S GMT+0300")
@@ -165,7 +172,8 @@ class StoreSimulation:
     # -- catalog and people -------------------------------------------------------------------
     def create_products(self, count: int = len(CATALOG)) -> None:
         for index in range(count):
-            arabic, english, sku, price = CATALOG[index % len(CATALOG)]
+            arabic, english, _, price = CATALOG[index % len(CATALOG)]
+            sku = catalog_sku(index)
             product_id = self._next_id()
             self.product_ids.append(product_id)
             at = self._tick()
@@ -184,7 +192,8 @@ class StoreSimulation:
     def _product_payload(
         self, product_id: int, index: int, price: Decimal, at: datetime
     ) -> dict[str, Any]:
-        arabic, english, sku, _ = CATALOG[index % len(CATALOG)]
+        arabic, english, _, _ = CATALOG[index % len(CATALOG)]
+        sku = catalog_sku(index)
         name = arabic if index % 2 == 0 else english
         return {
             "id": product_id,

@@ -109,10 +109,23 @@ def _app(envelope: Envelope) -> Transformation:
     return Transformation(modeled=True, merchant_changes=(tokens, installed))
 
 
+# Snapshots read from the Admin API by historical sync, wrapped as events so that they take the
+# same transform and versioning path (and the same raw archive and replay) as webhooks. Their
+# envelope `created_at` is the fetch time and their rank is the lowest: a webhook at or after
+# the fetch always wins.
+BACKFILL_EVENTS = {
+    "order.backfilled": "order",
+    "product.backfilled": "product",
+    "customer.backfilled": "customer",
+}
+
 HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(orders.ORDER_EVENTS, _order),
     **dict.fromkeys(catalog.PRODUCT_EVENTS, _product),
     **dict.fromkeys(customers.CUSTOMER_EVENTS, _customer),
     **dict.fromkeys(customers.CART_EVENTS, _cart),
     **dict.fromkeys(app_events.APP_EVENTS, _app),
+    "order.backfilled": _order,
+    "product.backfilled": _product,
+    "customer.backfilled": _customer,
 }

@@ -38,6 +38,8 @@ def version_time_millis(version: int) -> int:
 
 
 def rank_for_event(event: str) -> Rank:
+    if event.endswith(".backfilled"):
+        return Rank.BACKFILL
     if event.endswith((".deleted", ".uninstalled")):
         return Rank.DELETED
     if event.endswith((".created", ".installed")):

@@ -236,3 +236,13 @@ def test_every_event_of_the_demo_store_transforms():
     for event in demo_store().events:
         result = transform(parse_envelope(encode(event)))
         assert result.modeled or event["event"] == "review.added"
+
+
+def test_a_backfilled_snapshot_never_beats_a_webhook_of_the_same_instant():
+    webhook = changes_of(REFERENCE_ORDER).entities[0]
+    snapshot = changes_of({**REFERENCE_ORDER, "event": "order.backfilled"}).entities[0]
+    assert snapshot.order_id == webhook.order_id and snapshot.version < webhook.version
+    later = changes_of(
+        {**REFERENCE_ORDER, "event": "order.backfilled", "created_at": "2024-03-05T09:00:00Z"}
+    ).entities[0]
+    assert later.version > webhook.version  # fetched after the webhook: the fresher state

@@ -88,6 +88,14 @@ class Dispatcher:
     def pending(self) -> int:
         return len(self._messages)
 
+    def pause(self) -> None:
+        """Keep accepting messages but deliver none until `resume()` (tests drive deliveries)."""
+        self._hold = True
+
+    def resume(self) -> None:
+        self._hold = False
+        self._wakeup.set()
+
     def schedule(self, message: Message) -> None:
         self._messages[message.message_id] = message
         heapq.heappush(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from data_pipeline.bootstrap import Container, bootstrap
-from data_pipeline.entrypoints.api.routes import dev, ops, queue, webhooks
+from data_pipeline.entrypoints.api.routes import dev, jobs, ops, queue, webhooks
 from shared.contract import Environment, PipelineSettings, load_settings
 
 
@@ -38,6 +38,7 @@ def create_app(
     app.router.routes.extend([webhooks.fast_route(), *queue.fast_routes()])
     app.include_router(webhooks.router)
     app.include_router(queue.router)
+    app.include_router(jobs.router)
     app.include_router(ops.router)
     if container.settings.pipeline_environment is not Environment.PRODUCTION:
         app.include_router(dev.router)

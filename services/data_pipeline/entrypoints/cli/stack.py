@@ -31,12 +31,15 @@ def dev(
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Service port.")] = 8000,
     qstash_port: Annotated[int, typer.Option(help="Local QStash server port.")] = 8080,
+    salla_port: Annotated[int, typer.Option(help="Salla Admin API emulator port.")] = 8090,
     data_dir: DataDirOption = Path(".data"),
 ) -> None:
-    """Run the local stack (QStash-compatible server + pipeline) until Ctrl-C or SIGTERM."""
+    """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
     from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
 
-    options = LocalStackOptions(data_dir=data_dir, host=host, port=port, qstash_port=qstash_port)
+    options = LocalStackOptions(
+        data_dir=data_dir, host=host, port=port, qstash_port=qstash_port, salla_port=salla_port
+    )
     try:
         stack = LocalStack.from_environment(options)
     except ConfigurationError as error:
@@ -98,6 +101,59 @@ def qstash_dev(
         if not quiet:
             console.print(f"QStash-compatible server at {server.url}")
             console.print(f"QSTASH_URL={server.url}")
+        await _wait_for_signal()
+        await server.stop()
+
+    run(serve())
+
+
+def salla_emulator(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8090,
+    merchant: Annotated[
+        list[int] | None, typer.Option(help="Generate a store for this merchant (repeatable).")
+    ] = None,
+    orders: Annotated[int, typer.Option(help="Orders per generated store (30 months).")] = 2000,
+    rate_limit: Annotated[int, typer.Option(help="Requests per minute per store.")] = 120,
+    seed: Annotated[int, typer.Option(help="Data generator seed.")] = 1,
+    quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
+) -> None:
+    """Run the Salla Admin API emulator (a test double: generated stores, OAuth, rate limits)."""
+    from data_pipeline.devtools.salla_emulator.app import (
+        EmulatorConfig,
+        EmulatorState,
+        create_emulator_app,
+        token_document,
+    )
+    from data_pipeline.devtools.salla_emulator.store import generate_store
+    from data_pipeline.devtools.serving import start_server
+
+    config = EmulatorConfig(rate_limit_per_minute=rate_limit, seed=seed)
+    for name, attribute in (
+        ("SALLA_CLIENT_ID", "client_id"),
+        ("SALLA_CLIENT_SECRET", "client_secret"),
+    ):
+        if os.environ.get(name):
+            setattr(config, attribute, os.environ[name])
+    state = EmulatorState(config=config)
+    for merchant_id in merchant or []:
+        state.add_store(generate_store(merchant_id, orders=orders, seed=seed))
+
+    async def serve() -> None:
+        try:
+            server = await start_server(create_emulator_app(state), host, port, lifespan="off")
+        except (OSError, RuntimeError, SystemExit) as error:
+            fail(f"could not start the Salla emulator: {error}")
+        if not quiet:
+            console.print(f"Salla Admin API emulator at {server.url}/admin/v2")
+            console.print(f"SALLA_API_BASE_URL={server.url}/admin/v2")
+            console.print(f"SALLA_OAUTH_TOKEN_URL={server.url}/oauth2/token")
+            for store in state.stores.values():
+                tokens = token_document(store.tokens)
+                console.print(
+                    f"merchant {store.merchant_id}: {len(store.orders)} orders, "
+                    f"access token {tokens['access_token']}"
+                )
         await _wait_for_signal()
         await server.stop()
 

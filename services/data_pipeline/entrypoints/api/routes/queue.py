@@ -10,13 +10,15 @@ from starlette.routing import Route
 
 from data_pipeline.adapters.qstash_queue import ACCEPTED_AT_HEADER
 from data_pipeline.bootstrap import Container
+from data_pipeline.domain.envelope import decode_json_object
 from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import delivery_answer
-from data_pipeline.errors import PermanentError, TransientError
-from shared.topics import PROCESS_EVENT_PATH
+from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
+from shared.topics import PROCESS_EVENT_PATH, SYNC_STEP_PATH
 
 router = APIRouter(tags=["queue"])
 MAX_DELIVERY_BYTES = 2 * 1024 * 1024
+MAX_STEP_BYTES = 4096  # a step is {"jobId", "seq"}
 
 
 class DeliveryResult(BaseModel):
@@ -42,6 +44,21 @@ def verify_delivery(container: Container, raw: bytes, signature: str | None, pat
     return True
 
 
+async def verified_delivery(
+    request: Request, container: Container, path: str, limit: int
+) -> bytes | Response:
+    """The raw body of a genuine QStash delivery to `path`, or the answer refusing it."""
+    try:
+        raw = await read_limited(request, limit)
+    except Exception:
+        container.metrics.deliveries_rejected.labels("too_large").inc()
+        return JSONResponse({"error": "delivery too large"}, status_code=413)
+    if not verify_delivery(container, raw, request.headers.get("upstash-signature"), path):
+        container.metrics.deliveries_rejected.labels("signature").inc()
+        return JSONResponse({"error": "invalid or missing Upstash-Signature"}, status_code=401)
+    return raw
+
+
 @router.post(
     PROCESS_EVENT_PATH,
     response_model=DeliveryResult,
@@ -56,16 +73,9 @@ async def process_event(request: Request) -> Response:
     """Verify QStash's signature, transform the Salla event and load it idempotently."""
     container: Container = request.app.state.container  # hot path: no DI (see webhooks.py)
     metrics = container.metrics
-    try:
-        raw = await read_limited(request, MAX_DELIVERY_BYTES)
-    except Exception:
-        metrics.deliveries_rejected.labels("too_large").inc()
-        return JSONResponse({"error": "delivery too large"}, status_code=413)
-    if not verify_delivery(
-        container, raw, request.headers.get("upstash-signature"), PROCESS_EVENT_PATH
-    ):
-        metrics.deliveries_rejected.labels("signature").inc()
-        return JSONResponse({"error": "invalid or missing Upstash-Signature"}, status_code=401)
+    raw = await verified_delivery(request, container, PROCESS_EVENT_PATH, MAX_DELIVERY_BYTES)
+    if isinstance(raw, Response):
+        return raw
     message_id = request.headers.get("upstash-message-id", "")
     accepted_at = request.headers.get(ACCEPTED_AT_HEADER, "")
     try:
@@ -83,6 +93,51 @@ async def process_event(request: Request) -> Response:
             await container.processor.dead_letter(raw, message_id=message_id, reason=str(error))
         return delivery_answer(error)
     return JSONResponse({"outcome": outcome})
+
+
+@router.post(
+    SYNC_STEP_PATH,
+    response_model=DeliveryResult,
+    summary="Run one historical-sync step (QStash delivery)",
+    responses={
+        401: {"model": DeliveryError, "description": "Missing or invalid Upstash-Signature"},
+        489: {"model": DeliveryError, "description": "Malformed step or unknown job"},
+        503: {"model": DeliveryError, "description": "Warehouse or state store down; retried"},
+    },
+)
+async def sync_step(request: Request) -> Response:
+    """Verify QStash's signature, then run the step `{jobId, seq}` if it is the job's current
+    one: read a page from Salla, load it, save the cursor, publish the next step."""
+    container: Container = request.app.state.container
+    raw = await verified_delivery(request, container, SYNC_STEP_PATH, MAX_STEP_BYTES)
+    if isinstance(raw, Response):
+        return raw
+    try:
+        job_id, seq = parse_step(raw)
+    except InvalidPayload as error:
+        return delivery_answer(error)
+    try:
+        outcome = await container.sync.run_step(
+            job_id, seq, message_id=request.headers.get("upstash-message-id", "")
+        )
+    except PermanentError as error:
+        return delivery_answer(error)
+    except TransientError as error:
+        container.metrics.delivery_failures.labels("sync").inc()
+        if _is_final_attempt(request, container):
+            await container.sync.fail(job_id, seq, f"step failed after all retries: {error}")
+        return delivery_answer(error)
+    return JSONResponse({"outcome": outcome})
+
+
+def parse_step(raw: bytes) -> tuple[str, int]:
+    document = decode_json_object(raw)
+    job_id, seq = document.get("jobId"), document.get("seq")
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 64:
+        raise InvalidPayload("step: jobId must be a non-empty string")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidPayload("step: seq must be a non-negative integer")
+    return job_id, seq
 
 
 def _is_final_attempt(request: Request, container: Container) -> bool:
