@@ -134,6 +134,9 @@ def test_function_environment_is_exactly_the_contract_with_secrets_secret(prod):
     assert resolved["QSTASH_TOKEN"] == SECRETS["pipeline:qstashToken"]
     assert resolved["PIPELINE_ENVIRONMENT"] == "production"
     assert resolved["CLICKHOUSE_URL"] == prod.exports["clickhouse_connection_string"]
+    assert resolved["SALLA_CLIENT_ID"] == "salla-client-id"
+    assert resolved["SALLA_CLIENT_SECRET"] == SECRETS["pipeline:sallaClientSecret"]
+    assert resolved["SALLA_API_BASE_URL"] == "https://api.salla.dev/admin/v2"
 
 
 def test_the_environment_is_a_valid_production_configuration(prod):
@@ -272,3 +275,10 @@ def test_missing_secrets_are_named():
     finally:
         stack_harness.SECRETS.clear()
         stack_harness.SECRETS.update(saved)
+
+
+def test_the_salla_client_id_is_required_and_named():
+    from pulumi import RunError
+
+    with pytest.raises(RunError, match="sallaClientId"):
+        run_stack("prod", {"pipeline:sallaClientId": None})
