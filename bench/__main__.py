@@ -12,13 +12,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import ack, pipeline, sync, transform_load
+from bench import ack, pipeline, rag, sync, transform_load
 
 HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "ack": (ack.measure, ack.report),
     "pipeline": (pipeline.measure, pipeline.report),
     "transform_load": (transform_load.measure, transform_load.report),
     "sync": (sync.measure, sync.report),
+    "rag": (rag.measure, rag.report),
 }
 
 

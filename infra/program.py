@@ -15,6 +15,7 @@ from infra.components.cache import Cache, CacheArgs
 from infra.components.lambda_service import LambdaService, LambdaServiceArgs
 from infra.components.messaging import Messaging, MessagingArgs
 from infra.components.network import Network, NetworkArgs
+from infra.components.vector_index import VectorIndex, VectorIndexArgs
 from infra.components.vercel_service import VercelService, VercelServiceArgs
 from infra.components.warehouse import Warehouse, WarehouseArgs
 from infra.function_environment import function_environment
@@ -46,6 +47,11 @@ def run() -> None:
         WarehouseArgs(settings.clickhouse, network.egress_cidrs if network else [], protect),
     )
     cache = Cache(prefix, CacheArgs(settings.redis, protect))
+    rag = settings.rag
+    vectors = None
+    if rag.enabled:
+        assert secrets.pinecone_api_key is not None  # config.load requires it with rag on
+        vectors = VectorIndex(prefix, VectorIndexArgs(rag, secrets.pinecone_api_key, protect))
     api_key = random.RandomPassword(f"{prefix}-api-key", length=40, special=False, opts=keep)
     # Losing this key makes every stored merchant token unreadable: protected like the data.
     token_key = random.RandomBytes(f"{prefix}-token-key", length=32, opts=keep)
@@ -75,6 +81,15 @@ def run() -> None:
                 "TOKEN_ENCRYPTION_KEY": fernet_key,
                 "PIPELINE_DATA_DIR": RUNTIME_DATA_DIR,
                 "LOG_LEVEL": settings.log_level,
+                "RAG_ENABLED": "true" if rag.enabled else "false",
+                "OPENAI_API_KEY": secrets.openai_api_key or "",
+                "OPENAI_BASE_URL": rag.openai_base_url or "",
+                "EMBEDDING_MODEL": rag.embedding_model,
+                "EMBEDDING_DIMENSIONS": str(rag.embedding_dimensions or ""),
+                "EMBEDDING_INPUT_TYPES": "false",
+                "PINECONE_API_KEY": secrets.pinecone_api_key or "",
+                "PINECONE_INDEX": vectors.index_name if vectors else "",
+                "PINECONE_HOST": vectors.host if vectors else "",
             }
         )
 
@@ -100,3 +115,6 @@ def run() -> None:
     )
     pulumi.export("qstash_next_signing_key", pulumi.Output.secret(secrets.qstash_next_signing_key))
     pulumi.export("pipeline_api_key", pulumi.Output.secret(api_key.result))
+    if vectors is not None:
+        pulumi.export("pinecone_index", vectors.index_name)
+        pulumi.export("pinecone_host", vectors.host)

@@ -31,6 +31,13 @@ _PUBLIC_DEV_SECRETS = frozenset(
 _MIN_SECRET_LENGTH = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _CLICKHOUSE_SCHEMES = frozenset({"http", "https", "clickhouse", "clickhouses", "chdb"})
+# Native sizes of the embedding models we know; others need EMBEDDING_DIMENSIONS.
+KNOWN_EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "multilingual-e5-small": 384,
+}
 
 
 class Environment(StrEnum):
@@ -95,6 +102,42 @@ class PipelineSettings(BaseSettings):
         description="clickhouse-connect DSN: https://user:pass@host:8443 or chdb:///abs/path."
     )
     clickhouse_database: str = Field("analytics", description="Warehouse database name.")
+    rag_enabled: bool | None = Field(
+        None,
+        description="Embed products and orders and serve /api/rag/search. Unset: on when an "
+        "embedding endpoint is configured (OPENAI_API_KEY or OPENAI_BASE_URL).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="API key of the OpenAI (or OpenAI-compatible) embeddings endpoint."
+    )
+    openai_base_url: AnyHttpUrl | None = Field(
+        None,
+        description="OpenAI-compatible API base URL, e.g. http://127.0.0.1:8070/v1 "
+        "(unset: OpenAI).",
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small", min_length=1, max_length=100, description="Embedding model."
+    )
+    embedding_dimensions: int | None = Field(
+        None,
+        ge=8,
+        le=4096,
+        description="Vector size; unset: the model's own (1536 for text-embedding-3-small).",
+    )
+    embedding_input_types: bool = Field(
+        False,
+        description="Send input_type query/passage: for asymmetric E5-style models such as the "
+        "local multilingual-e5-small.",
+    )
+    pinecone_api_key: SecretStr | None = Field(
+        None, description="Pinecone API key; unset: vectors live in the warehouse (local mode)."
+    )
+    pinecone_index: str | None = Field(
+        None, max_length=45, description="Pinecone index name (one namespace per merchant)."
+    )
+    pinecone_host: AnyHttpUrl | None = Field(
+        None, description="The index's data-plane host (skips the describe-index lookup)."
+    )
     redis_url: SecretStr | None = Field(
         None, description="redis:// or rediss:// URL of the state store; unset = embedded SQLite."
     )
@@ -130,6 +173,41 @@ class PipelineSettings(BaseSettings):
     def _blank_is_unset(cls, value: str | None) -> str | None:
         # Deployed functions always carry every variable; an empty one means "not set".
         return value or None
+
+    @field_validator(
+        "rag_enabled",
+        "openai_api_key",
+        "openai_base_url",
+        "embedding_dimensions",
+        "pinecone_api_key",
+        "pinecone_index",
+        "pinecone_host",
+        mode="before",
+    )
+    @classmethod
+    def _blank_optional_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _rag_rules(self) -> PipelineSettings:
+        if not self.rag_active:
+            return self
+        problems = []
+        if self.vector_dimensions is None:
+            problems.append(
+                f"EMBEDDING_DIMENSIONS is required for model {self.embedding_model!r} "
+                "(its size is not known)"
+            )
+        if self.pinecone_api_key is not None and not (self.pinecone_index or self.pinecone_host):
+            problems.append("PINECONE_INDEX or PINECONE_HOST is required with PINECONE_API_KEY")
+        if self.pipeline_environment is Environment.PRODUCTION:
+            if self.openai_api_key is None and self.openai_base_url is None:
+                problems.append("OPENAI_API_KEY is required in production with RAG enabled")
+            if self.pinecone_api_key is None:
+                problems.append("PINECONE_API_KEY is required in production with RAG enabled")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("clickhouse_database")
     @classmethod
@@ -192,6 +270,16 @@ class PipelineSettings(BaseSettings):
     @property
     def uses_embedded_state(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def rag_active(self) -> bool:
+        if self.rag_enabled is not None:
+            return self.rag_enabled
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def vector_dimensions(self) -> int | None:
+        return self.embedding_dimensions or KNOWN_EMBEDDING_DIMENSIONS.get(self.embedding_model)
 
 
 def env_var_names() -> list[str]:

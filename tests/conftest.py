@@ -88,3 +88,14 @@ async def sync_stack(harness_with: Any) -> AsyncIterator[Any]:
         running.dispatcher.pause()  # no more steps against an emulator that is going away
         await client.aclose()
         await server.stop()
+
+
+@pytest_asyncio.fixture
+async def rag_stack(harness_with: Any) -> AsyncIterator[Any]:
+    """The harness with RAG on: local embeddings server, vectors in the warehouse."""
+    from tests.support.embeddings import embeddings_server, rag_settings
+    from tests.support.rag import RagStack
+
+    async with embeddings_server() as (server, state):
+        running = await harness_with(**rag_settings(server.url))
+        yield RagStack(running, server.url, state)

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 
 from qstash import Receiver
 
+from data_pipeline.adapters.clickhouse_vectors import ClickHouseVectorIndex
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+from data_pipeline.adapters.embeddings import OpenAIEmbedder
 from data_pipeline.adapters.qstash_queue import QStashQueue
+from data_pipeline.adapters.rag_source import WarehouseDocuments
 from data_pipeline.adapters.salla_api import SallaGateway
 from data_pipeline.adapters.salla_oauth import SallaOAuth
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.adapters.token_cipher import TokenCipher
+from data_pipeline.adapters.vector_index import VectorIndex
 from data_pipeline.adapters.warehouse import Warehouse
 from data_pipeline.observability.logging import configure_logging
 from data_pipeline.observability.metrics import PipelineMetrics
@@ -22,9 +26,22 @@ from data_pipeline.service_layer.ingest import WebhookIngress
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.merchant_tokens import TokenProvider
 from data_pipeline.service_layer.processing import EventProcessor
+from data_pipeline.service_layer.rag import EmbedFeed, RagIndexer, RagSearch
 from data_pipeline.service_layer.sync import SyncOrchestrator
 from shared.contract import PipelineSettings
-from shared.topics import SYNC_STEP_PATH
+from shared.topics import EMBED_PATH, SYNC_STEP_PATH
+
+
+@dataclass
+class Rag:
+    embedder: OpenAIEmbedder
+    vectors: VectorIndex
+    indexer: RagIndexer
+    search: RagSearch
+
+    async def aclose(self) -> None:
+        await self.embedder.aclose()
+        await self.vectors.close()
 
 
 @dataclass
@@ -43,9 +60,13 @@ class Container:
     oauth: SallaOAuth
     tokens: TokenProvider
     sync: SyncOrchestrator
+    feed: EmbedFeed
+    rag: Rag | None = None  # None when RAG is off
 
     async def aclose(self) -> None:
         await self.loader.drain()
+        if self.rag is not None:
+            await self.rag.aclose()
         await self.queue.close()
         await self.salla.aclose()
         await self.oauth.aclose()
@@ -61,6 +82,38 @@ def build_state_store(settings: PipelineSettings) -> StateStore:
     from data_pipeline.adapters.sqlite_state import SqliteStateStore
 
     return SqliteStateStore(settings.pipeline_data_dir.resolve() / "state.sqlite3")
+
+
+def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStore) -> Rag | None:
+    if not settings.rag_active:
+        return None
+    dimensions = settings.vector_dimensions
+    assert dimensions is not None  # the contract requires it when RAG is active
+    embedder = OpenAIEmbedder(
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "",
+        base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
+        model=settings.embedding_model,
+        dimensions=dimensions,
+        send_dimensions=settings.embedding_dimensions is not None,
+        input_types=settings.embedding_input_types,
+    )
+    vectors: VectorIndex
+    if settings.pinecone_api_key is not None:
+        from data_pipeline.adapters.pinecone_index import PineconeIndex
+
+        vectors = PineconeIndex(
+            api_key=settings.pinecone_api_key.get_secret_value(),
+            index_name=settings.pinecone_index,
+            host=str(settings.pinecone_host) if settings.pinecone_host else None,
+        )
+    elif isinstance(warehouse, ClickHouseWarehouse):
+        vectors = ClickHouseVectorIndex(warehouse)
+    else:
+        raise ValueError("local vectors need the ClickHouse warehouse; set PINECONE_API_KEY")
+    indexer = RagIndexer(
+        state=state, source=WarehouseDocuments(warehouse), embedder=embedder, index=vectors
+    )
+    return Rag(embedder, vectors, indexer, RagSearch(embedder=embedder, index=vectors))
 
 
 def bootstrap(
@@ -91,6 +144,7 @@ def bootstrap(
         settings.salla_client_secret.get_secret_value(),
     )
     tokens = TokenProvider(state, cipher, oauth)
+    feed = EmbedFeed(queue, settings.delivery_url(EMBED_PATH), enabled=settings.rag_active)
     return Container(
         settings=settings,
         metrics=metrics,
@@ -105,7 +159,7 @@ def bootstrap(
             secret=settings.salla_webhook_secret.get_secret_value().encode(),
             strategy=settings.salla_webhook_strategy,
         ),
-        processor=EventProcessor(loader, state, cipher, metrics),
+        processor=EventProcessor(loader, state, cipher, metrics, feed),
         receiver=Receiver(
             current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
             next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
@@ -120,5 +174,8 @@ def bootstrap(
             tokens=tokens,
             loader=loader,
             step_url=settings.delivery_url(SYNC_STEP_PATH),
+            feed=feed,
         ),
+        feed=feed,
+        rag=build_rag(settings, warehouse, state),
     )

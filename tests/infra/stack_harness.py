@@ -25,6 +25,8 @@ SECRETS = {
     "pipeline:qstashNextSigningKey": "sig_next_value",
     "pipeline:sallaWebhookSecret": "salla-webhook-secret-value",
     "pipeline:sallaClientSecret": "salla-client-secret-value",
+    "pipeline:openaiApiKey": "sk-openai-key-value",
+    "pipeline:pineconeApiKey": "pinecone-api-key-value",
 }
 # Required per-stack settings that are not secret but have no sensible committed value.
 REQUIRED = {"pipeline:sallaClientId": "salla-client-id"}
@@ -90,6 +92,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             },
             "random:index/randomPassword:RandomPassword": {
                 "result": "p" * int(args.inputs.get("length", 16))
+            },
+            "pinecone:index/index:Index": {
+                "host": f"{args.inputs.get('name', args.name)}-abc123.svc.aped-4627.pinecone.io"
             },
             "random:index/randomBytes:RandomBytes": {
                 "base64": base64.b64encode(b"\xfb" * 32).decode()

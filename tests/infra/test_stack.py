@@ -54,7 +54,9 @@ def test_prod_inventory(prod):
             "aws:lambda/function:Function",
             "aws:lambda/permission:Permission",
             "clickhouse:index/service:Service",
+            "pinecone:index/index:Index",
             "pulumi-python:dynamic:Resource",
+            "pulumi:providers:pinecone",
             "random:index/randomBytes:RandomBytes",
             "random:index/randomPassword:RandomPassword",
             "upstash:index/qStashTopic:QStashTopic",
@@ -69,6 +71,7 @@ def test_prod_inventory(prod):
         "salla:infra:Cache",
         "salla:infra:LambdaService",
         "salla:infra:Messaging",
+        "salla:infra:VectorIndex",
     }
 
 
@@ -77,6 +80,7 @@ def test_every_stateful_prod_resource_is_protected(prod):
         "clickhouse:index/service:Service",
         "upstash:index/redisDatabase:RedisDatabase",
         "random:index/randomBytes:RandomBytes",
+        "pinecone:index/index:Index",
     )
     for typ in stateful:
         for resource in prod.of_type(typ):
@@ -137,6 +141,55 @@ def test_function_environment_is_exactly_the_contract_with_secrets_secret(prod):
     assert resolved["SALLA_CLIENT_ID"] == "salla-client-id"
     assert resolved["SALLA_CLIENT_SECRET"] == SECRETS["pipeline:sallaClientSecret"]
     assert resolved["SALLA_API_BASE_URL"] == "https://api.salla.dev/admin/v2"
+    assert resolved["OPENAI_API_KEY"] == SECRETS["pipeline:openaiApiKey"]
+    assert resolved["PINECONE_API_KEY"] == SECRETS["pipeline:pineconeApiKey"]
+    assert resolved["PINECONE_HOST"] == prod.exports["pinecone_host"]
+    assert resolved["PINECONE_INDEX"] == prod.exports["pinecone_index"]
+    assert resolved["RAG_ENABLED"] == "true"
+
+
+def test_the_pinecone_index_matches_the_embedding_model_and_is_protected_in_prod(prod, dev):
+    index = prod.one("pinecone:index/index:Index")
+    assert index.inputs["dimension"] == 1536  # text-embedding-3-small
+    assert index.inputs["metric"] == "cosine"
+    assert index.inputs["spec"]["serverless"] == {"cloud": "aws", "region": "us-east-1"}
+    assert index.inputs["deletionProtection"] == "enabled" and index.protect
+    assert dev.one("pinecone:index/index:Index").inputs["deletionProtection"] == "disabled"
+    assert prod.exports["pinecone_host"].startswith("https://")
+    assert "pinecone_host" not in prod.secret_exports
+
+
+def test_a_configured_model_size_flows_to_the_index_and_the_function():
+    run = run_stack(
+        "prod",
+        {
+            "pipeline:rag": {
+                "embeddingModel": "multilingual-e5-small",
+                "openaiBaseUrl": "https://embeddings.internal.example/v1",
+            }
+        },
+    )
+    assert run.one("pinecone:index/index:Index").inputs["dimension"] == 384
+    variables = run.one("aws:lambda/function:Function").props["environment"].variables
+    assert resolve(variables["EMBEDDING_MODEL"]) == "multilingual-e5-small"
+    assert resolve(variables["OPENAI_BASE_URL"]) == "https://embeddings.internal.example/v1"
+
+
+def test_rag_can_be_left_out_without_its_secrets():
+    from tests.infra import stack_harness
+
+    saved = dict(stack_harness.SECRETS)
+    for key in ("pipeline:openaiApiKey", "pipeline:pineconeApiKey"):
+        stack_harness.SECRETS.pop(key)
+    try:
+        run = run_stack("prod", {"pipeline:rag": {"enabled": False}})
+    finally:
+        stack_harness.SECRETS.clear()
+        stack_harness.SECRETS.update(saved)
+    assert run.of_type("pinecone:index/index:Index") == []
+    variables = run.one("aws:lambda/function:Function").props["environment"].variables
+    assert resolve(variables["RAG_ENABLED"]) == "false"
+    assert resolve(variables["PINECONE_API_KEY"]) == ""
 
 
 def test_the_environment_is_a_valid_production_configuration(prod):
@@ -250,6 +303,11 @@ def test_vercel_target_uses_the_project_url_and_sensitive_variables():
         ({"pipeline:deployTarget": "vercel"}, "vercel settings are required"),
         ({"pipeline:qstashRetries": "many"}, "pipeline:qstashRetries"),
         (
+            {"pipeline:rag": {"embeddingModel": "my-own-model"}},
+            "pipeline:rag: embeddingDimensions is required",
+        ),
+        ({"pipeline:rag": {"indexName": "Bad_Name"}}, "pipeline:rag.indexName"),
+        (
             {"pipeline:clickhouse": {"region": "eu-central-1", "allowAnywhere": True}},
             "allowAnywhere is refused in prod",
         ),
@@ -269,8 +327,9 @@ def test_missing_secrets_are_named():
 
     saved = dict(stack_harness.SECRETS)
     stack_harness.SECRETS.pop("pipeline:qstashToken")
+    stack_harness.SECRETS.pop("pipeline:pineconeApiKey")
     try:
-        with pytest.raises(RunError, match="pipeline:qstashToken"):
+        with pytest.raises(RunError, match=r"pipeline:qstashToken.*pipeline:pineconeApiKey"):
             run_stack("prod")
     finally:
         stack_harness.SECRETS.clear()

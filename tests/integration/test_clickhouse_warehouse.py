@@ -26,7 +26,7 @@ def batch_of(events):
 
 def test_migrations_are_idempotent_and_versioned(warehouse):
     assert warehouse.migrate() == []
-    assert warehouse.schema_version() == 2
+    assert warehouse.schema_version() == 3
     tables = {
         row[0]
         for row in warehouse.query(

@@ -121,3 +121,50 @@ def test_every_variable_is_documented():
     documented = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     missing = [name for name in env_var_names() if f"`{name}`" not in documented]
     assert missing == []
+
+
+def test_rag_is_off_until_an_embeddings_endpoint_is_configured(env):
+    assert not load_settings().rag_active
+    env.setenv("OPENAI_API_KEY", "sk-real")
+    env.setenv("PINECONE_API_KEY", "pc-real")
+    env.setenv("PINECONE_INDEX", "salla-vectors")
+    settings = load_settings()
+    assert settings.rag_active and settings.vector_dimensions == 1536
+    env.setenv("RAG_ENABLED", "false")
+    assert not load_settings().rag_active
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"OPENAI_API_KEY": "sk-real"}, "PINECONE_API_KEY is required in production"),
+        ({"RAG_ENABLED": "true", "PINECONE_API_KEY": "pc"}, "OPENAI_API_KEY is required"),
+        (
+            {"OPENAI_API_KEY": "sk", "PINECONE_API_KEY": "pc"},
+            "PINECONE_INDEX or PINECONE_HOST is required",
+        ),
+        (
+            {
+                "OPENAI_API_KEY": "sk",
+                "EMBEDDING_MODEL": "my-model",
+                "PINECONE_API_KEY": "pc",
+                "PINECONE_HOST": "https://x.pinecone.io",
+            },
+            "EMBEDDING_DIMENSIONS is required for model 'my-model'",
+        ),
+        ({"EMBEDDING_DIMENSIONS": "4"}, "EMBEDDING_DIMENSIONS"),
+        ({"OPENAI_BASE_URL": "not a url"}, "OPENAI_BASE_URL"),
+    ],
+)
+def test_rag_configuration_errors_name_the_variable(env, values, expected):
+    for name, value in values.items():
+        env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=expected):
+        load_settings()
+
+
+def test_blank_rag_variables_mean_unset(env):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "EMBEDDING_DIMENSIONS", "PINECONE_API_KEY"):
+        env.setenv(name, "")
+    env.setenv("RAG_ENABLED", "")
+    assert not load_settings().rag_active

@@ -238,6 +238,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             GROUP BY merchant_id, cart_id""",
         ),
     ),
+    Migration(
+        3,
+        "local vector index",
+        (
+            # The vector store of local mode (production uses Pinecone). One row per write;
+            # the newest `seq` of a document wins, a tombstone (is_deleted) removes it.
+            """CREATE TABLE IF NOT EXISTS {db}.rag_vectors (
+                namespace String,
+                doc_id String,
+                seq UInt64,
+                is_deleted UInt8,
+                embedding Array(Float32),
+                metadata String,
+                written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            ) ENGINE = ReplacingMergeTree(seq)
+            ORDER BY (namespace, doc_id)""",
+        ),
+    ),
 )
 
 # Tables the application's read-only user may SELECT: the contract views, never the raw archive.

@@ -234,6 +234,19 @@ class ClickHouseWarehouse(Warehouse):
             context.data = None
         self._insert_contexts[table] = context  # kept only after a successful insert
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:
+        """Insert plain rows into one of our own tables (the local vector index)."""
+        client = self._client_for(table)
+        self._guard(
+            f"insert into {table}",
+            lambda: client.insert(
+                f"{self.database}.{table}",
+                rows,
+                column_names=list(columns),
+                settings=self._insert_settings,
+            ),
+        )
+
     # -- reading -------------------------------------------------------------------------------
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         client = self._connect()

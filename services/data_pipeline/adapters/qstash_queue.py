@@ -88,8 +88,23 @@ class QStashQueue(EventQueue):
             entry["retry_delay"] = self._retry_delay
         if sensitive:  # bodies carrying OAuth tokens are hidden from QStash logs and the DLQ API
             entry["redact"] = {"body": True}
+        return await self._enqueue(entry, len(body))
+
+    async def publish_message(self, url: str, body: bytes, *, dedup_id: str) -> Published:
+        entry: dict[str, Any] = {
+            "url": url,
+            "body": body.decode("utf-8"),
+            "content_type": "application/json",
+            "deduplication_id": dedup_id,
+            "retries": self._retries,
+        }
+        if self._retry_delay:
+            entry["retry_delay"] = self._retry_delay
+        return await self._enqueue(entry, len(body))
+
+    async def _enqueue(self, entry: dict[str, Any], size: int) -> Published:
         future: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(entry, len(body), future))
+        self._waiting.append(_Waiting(entry, size, future))
         if len(self._flushers) < MAX_IN_FLIGHT:
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)

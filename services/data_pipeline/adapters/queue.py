@@ -27,4 +27,9 @@ class EventQueue(abc.ABC):
         `dedup_id`, delivered no sooner than `delay_seconds` from now. Raises TransientError."""
 
     @abc.abstractmethod
+    async def publish_message(self, url: str, body: bytes, *, dedup_id: str) -> Published:
+        """Enqueue one JSON message for `url` (batched with concurrent publishes), at most once
+        per `dedup_id`. Raises TransientError."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

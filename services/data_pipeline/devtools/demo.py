@@ -32,7 +32,12 @@ from rich.table import Table
 
 from data_pipeline.devtools.local_stack import local_secrets
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
-from data_pipeline.devtools.salla_samples import StoreSimulation, delivery_schedule, demo_store
+from data_pipeline.devtools.salla_samples import (
+    CATALOG,
+    StoreSimulation,
+    delivery_schedule,
+    demo_store,
+)
 from data_pipeline.devtools.serving import wait_until_healthy
 from data_pipeline.domain.webhook_auth import expected_signature
 from shared.contract import env_var_names
@@ -68,6 +73,7 @@ class DemoStack:
 def start_stack(data_dir: Path, console: Console) -> DemoStack:
     """A local stack on free ports, isolated from any cloud settings in the caller's env."""
     port, qstash_port, salla_port = free_port(), free_port(), free_port()
+    embeddings_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in env_var_names()}
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "demo-stack.log"
@@ -82,6 +88,8 @@ def start_stack(data_dir: Path, console: Console) -> DemoStack:
         str(qstash_port),
         "--salla-port",
         str(salla_port),
+        "--embeddings-port",
+        str(embeddings_port),
         "--data-dir",
         str(data_dir),
     ]
@@ -423,12 +431,63 @@ async def run_demo(data_dir: Path, console: Console) -> bool:
         console.print(summary)
         await show_warehouse(client, console)
         ok = await check_against_truth(client, store, console)
+        ok &= await show_search(client, store, console)
         ok &= await run_historical_sync(client, console)
     finally:
         await client.aclose()
         code = stack.stop()
     console.print(f"local stack stopped with exit code {code} (SIGTERM: drained, nothing lost)")
     return ok and code == 0
+
+
+async def show_search(client: DemoClient, store: StoreSimulation, console: Console) -> bool:
+    """Wait for the embed steps to index the store, then search it in Arabic and in English."""
+    from data_pipeline.entrypoints.cli.rag import rows_table
+
+    live = sum(not p["deleted"] for p in store.truth.products.values()) + sum(
+        not o.deleted for o in store.truth.orders.values()
+    )
+    namespace = f"merchant-{store.merchant_id}"
+    started = time.perf_counter()
+    with console.status("waiting for the embed steps to index the store…"):
+        while True:
+            try:
+                ((indexed,),) = await client.sql(
+                    "SELECT count() FROM analytics.rag_vectors FINAL"
+                    " WHERE namespace = {ns:String} AND is_deleted = 0",
+                    ns=namespace,
+                )
+            except httpx.HTTPStatusError:  # the vector table is local mode's; absent otherwise
+                console.print("RAG search: vectors are not in the local warehouse; skipped")
+                return True
+            if int(indexed) >= live:
+                break
+            if time.perf_counter() - started > 120:
+                console.print(f"[red]only {indexed} of {live} documents were indexed[/]")
+                return False
+            await asyncio.sleep(0.25)
+    console.print(
+        f"RAG: {live} products and order summaries embedded (multilingual-e5-small, local) "
+        f"{time.perf_counter() - started:.1f} s after the warehouse settled"
+    )
+    ok = True
+    for query, expected in (
+        (CATALOG[0][0], store.product_ids[0]),  # an exact Arabic name
+        (CATALOG[1][1], store.product_ids[1]),  # an exact English name
+    ):
+        answer = await client.api(
+            "POST", "/api/rag/search", json={"merchantId": store.merchant_id, "query": query}
+        )
+        console.print(rows_table(query, answer["matches"]))
+        ok &= bool(answer["matches"]) and answer["matches"][0]["id"] == f"product:{expected}"
+    for query in ("هدية لمحبي القهوة", "orders delivered to Jeddah"):
+        answer = await client.api(
+            "POST",
+            "/api/rag/search",
+            json={"merchantId": store.merchant_id, "query": query, "topK": 3},
+        )
+        console.print(rows_table(query, answer["matches"]))
+    return ok
 
 
 def demo_main(data_dir: Path) -> int:

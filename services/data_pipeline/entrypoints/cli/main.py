@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from data_pipeline.entrypoints.cli import dlq, stack, sync, warehouse, webhook
+from data_pipeline.entrypoints.cli import dlq, rag, stack, sync, warehouse, webhook
 
 app = typer.Typer(
     name="salla-pipeline",
@@ -16,12 +16,14 @@ app = typer.Typer(
 app.command()(stack.dev)
 app.command("qstash-dev")(stack.qstash_dev)
 app.command("salla-emulator")(stack.salla_emulator)
+app.command("embeddings-dev")(stack.embeddings_dev)
 app.command()(warehouse.migrate)
 app.command()(warehouse.replay)
 app.command()(stack.demo)
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(sync.app, name="sync")
+app.add_typer(rag.app, name="rag")
 
 if __name__ == "__main__":
     app()

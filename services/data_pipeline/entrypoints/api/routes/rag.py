@@ -1,0 +1,79 @@
+"""Retrieval for the app's AI assistant: hybrid search over a merchant's products and orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from data_pipeline.domain.rag import FILTER_FIELDS, FilterError
+from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
+from data_pipeline.entrypoints.api.routes.jobs import MerchantId, Problem
+from data_pipeline.errors import TransientError
+
+router = APIRouter(prefix="/api/rag", tags=["retrieval"], dependencies=[ServiceAuth])
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merchantId: MerchantId = Field(
+        description="Salla merchant (store) id.", examples=["1305146709"]
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Free text, Arabic or English.",
+        examples=["قهوة عربية"],
+    )
+    topK: int = Field(5, ge=1, le=50, description="How many matches to return.")
+    filter: dict[str, Any] | None = Field(
+        None,
+        description="Metadata filter in Pinecone's syntax, ANDed: {field: value} or "
+        "{field: {$eq|$ne|$gt|$gte|$lt|$lte|$in|$nin: value}} on "
+        + ", ".join(sorted(FILTER_FIELDS)),
+        examples=[{"entity": "product", "price": {"$lte": 100}}],
+    )
+
+
+class SearchMatch(BaseModel):
+    id: str = Field(description='"product:<id>" or "order:<id>"')
+    score: float = Field(description="Hybrid score: 0.7 × cosine similarity + 0.3 × lexical.")
+    metadata: dict[str, Any]
+
+
+class SearchResult(BaseModel):
+    matches: list[SearchMatch]
+
+
+@router.post(
+    "/search",
+    response_model=SearchResult,
+    summary="Search a merchant's products and orders",
+    responses={
+        401: {"model": Problem, "description": "Missing or invalid PIPELINE_API_KEY"},
+        422: {"model": Problem, "description": "Invalid body or filter (the field is named)"},
+        503: {"model": Problem, "description": "RAG disabled, or embeddings/vectors unavailable"},
+    },
+)
+async def search(body: SearchRequest, container: ContainerDep, response: Response) -> SearchResult:
+    """Best matches first. A query equal to a product's name or SKU (any case, Arabic
+    diacritics and letter variants folded) ranks that product first."""
+    if container.rag is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="RAG is not enabled")
+    query = body.query.strip()
+    if not query:
+        raise HTTPException(422, detail="query: blank")
+    try:
+        matches = await container.rag.search.search(body.merchantId, query, body.topK, body.filter)
+    except FilterError as error:
+        raise HTTPException(422, detail=str(error)) from None
+    except TransientError as error:
+        headers = {"Retry-After": str(max(1, int(error.retry_after or 5)))}
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)[:300], headers=headers
+        ) from None
+    return SearchResult(
+        matches=[SearchMatch(id=m.doc_id, score=m.score, metadata=m.metadata) for m in matches]
+    )

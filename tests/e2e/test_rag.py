@@ -1,0 +1,261 @@
+"""RAG enrichment end to end: webhooks → warehouse → embed step (QStash) → vectors → search.
+
+Real parts throughout: the `openai` client against the local OpenAI-compatible server running
+multilingual-e5-small, the `qstash` SDK against the local QStash server (signed deliveries),
+vectors in chDB behind the same port as Pinecone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+
+import orjson
+import pytest
+from data_pipeline.devtools.qstash_server.signing import sign_delivery
+from data_pipeline.devtools.salla_samples import (
+    CATALOG,
+    StoreSimulation,
+    delivery_schedule,
+    demo_store,
+    encode,
+)
+
+from shared.contract import DEV_QSTASH_CURRENT_SIGNING_KEY
+from shared.topics import EMBED_PATH
+from tests.support.embeddings import inject_fault
+from tests.support.harness import API_KEY
+
+MERCHANT = 1305146709
+PII_PATTERNS = (
+    re.compile(r"@example\.com"),  # customer e-mails of the simulated store
+    re.compile(r"9665\d{8}|\b5\d{8}\b"),  # mobiles and receiver phones
+    re.compile(r"كريم|مستلم|رقم \d+"),  # customer last names, receiver name
+)
+
+
+async def test_the_demo_store_is_indexed_in_step_with_the_warehouse(rag_stack):
+    store = demo_store(MERCHANT, orders=12)
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    vectors = await rag_stack.vectors(MERCHANT)
+    live_products = {f"product:{p}" for p, t in store.truth.products.items() if not t["deleted"]}
+    live_orders = {f"order:{o}" for o, order in store.truth.orders.items() if not order.deleted}
+    assert {d for d in vectors if d.startswith("product:")} == live_products
+    assert {d for d in vectors if d.startswith("order:")} == live_orders
+    changed = store.product_ids[0]  # its price went 45.00 → 49.50
+    assert vectors[f"product:{changed}"]["price"] == 49.5
+    assert "49.50 SAR" in vectors[f"product:{changed}"]["text"]
+    statuses = {v["order_id"]: v["status"] for d, v in vectors.items() if d.startswith("order:")}
+    for order_id, order in store.truth.orders.items():
+        if not order.deleted:
+            assert statuses[str(order_id)] == order.status
+
+
+@pytest.mark.parametrize(
+    ("index", "language"), [(0, "arabic"), (5, "english"), (6, "arabic"), (11, "english")]
+)
+async def test_a_products_exact_name_ranks_it_first_among_near_identical_variants(
+    rag_stack, index, language
+):
+    store = StoreSimulation(MERCHANT, seed=3)
+    store.create_products(len(CATALOG))
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    arabic, english, _, _ = CATALOG[index]
+    name = arabic if index % 2 == 0 else english  # how the simulated store names it
+    matches = await rag_stack.search(MERCHANT, name, topK=3)
+    assert matches[0]["id"] == f"product:{store.product_ids[index]}", (language, matches)
+    assert matches[0]["metadata"]["name"] == name
+    # Folded spelling (hamza, taa marbuta, case) still finds it.
+    folded = name.replace("ة", "ه").upper()
+    again = await rag_stack.search(MERCHANT, folded, topK=1)
+    assert again[0]["id"] == matches[0]["id"]
+
+
+async def test_semantic_queries_in_arabic_and_english_find_the_right_products(rag_stack):
+    store = StoreSimulation(MERCHANT, seed=4)
+    store.create_products(len(CATALOG))
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    coffee = await rag_stack.search(MERCHANT, "قهوة", topK=3, filter={"entity": "product"})
+    assert all("قهوة" in m["metadata"]["text"] or "Coffee" in m["metadata"]["text"] for m in coffee)
+    honey = await rag_stack.search(MERCHANT, "honey", topK=1)
+    assert honey[0]["metadata"]["sku"] == "HN-SDR-500"
+    cheap = await rag_stack.search(MERCHANT, "هدية", topK=20, filter={"price": {"$lt": 50}})
+    assert cheap and all(m["metadata"]["price"] < 50 for m in cheap)
+
+
+async def test_no_personal_data_reaches_the_index(rag_stack):
+    store = demo_store(MERCHANT, orders=10)
+    store.create_products(1)
+    product = store.events[-1]["data"]
+    product["description"] += " للطلب: sales@shop.example أو 0551234567 أو +966 55 123 4567"
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    vectors = await rag_stack.vectors(MERCHANT)
+    assert vectors
+    stored = json.dumps(vectors, ensure_ascii=False)
+    for pattern in PII_PATTERNS:
+        assert not pattern.search(stored), pattern.pattern
+    assert "sales@shop.example" not in stored and "0551234567" not in stored
+    assert "[email]" in stored and "[phone]" in stored
+    for metadata in vectors.values():
+        assert not {"customer_id", "customer", "email", "mobile", "address"} & set(metadata)
+
+
+async def test_unchanged_text_is_never_re_embedded_and_a_change_replaces_the_vector(rag_stack):
+    store = StoreSimulation(MERCHANT, seed=5)
+    store.create_products(3)
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    embedded_before = rag_stack.embeddings.texts
+    assert embedded_before == 3
+    # The same products again, with new event times (so they load as newer versions) and
+    # duplicates: the text is unchanged, so nothing is embedded again.
+    updates = []
+    for event in store.events:
+        update = copy.deepcopy(event)
+        update["event"] = "product.updated"
+        update["created_at"] = update["created_at"].replace("2026", "2027", 1)
+        updates.append(update)
+    for body in delivery_schedule(updates, duplicate_share=1.0):
+        assert (await rag_stack.harness.send(body)).status_code == 200
+    await rag_stack.drain()
+    assert rag_stack.embeddings.texts == embedded_before
+    assert rag_stack.harness.metric("pipeline_rag_documents_total", outcome="unchanged") >= 3
+    # A real change re-embeds that one product, under the same id.
+    changed = copy.deepcopy(updates[1])
+    changed["created_at"] = changed["created_at"].replace("2027", "2028", 1)
+    changed["data"]["price"] = {"amount": 999, "currency": "SAR"}
+    await rag_stack.send_all([changed])
+    await rag_stack.drain()
+    assert rag_stack.embeddings.texts == embedded_before + 1
+    vectors = await rag_stack.vectors(MERCHANT)
+    assert len(vectors) == 3
+    assert vectors[f"product:{store.product_ids[1]}"]["price"] == 999.0
+
+
+async def test_deletes_propagate_and_a_late_update_cannot_resurrect(rag_stack):
+    store = StoreSimulation(MERCHANT, seed=6)
+    store.create_products(2)
+    store.create_customers(1)
+    order = store.create_order(lines=1)
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    assert len(await rag_stack.vectors(MERCHANT)) == 3
+    created = store.events[:]
+    store.delete_product(0)
+    store.delete(order)
+    await rag_stack.send_all(store.events[len(created) :])
+    await rag_stack.drain()
+    assert set(await rag_stack.vectors(MERCHANT)) == {f"product:{store.product_ids[1]}"}
+    # Out of order: the original creations arrive again after the deletions.
+    for event in created:
+        assert (await rag_stack.harness.send(encode(event))).status_code == 200
+    await rag_stack.drain()
+    assert set(await rag_stack.vectors(MERCHANT)) == {f"product:{store.product_ids[1]}"}
+    matches = await rag_stack.search(MERCHANT, CATALOG[0][0], topK=5)
+    assert f"product:{store.product_ids[0]}" not in {m["id"] for m in matches}
+
+
+async def test_an_embedding_outage_leaves_the_warehouse_loading_and_drains_afterwards(
+    rag_stack,
+):
+    harness = rag_stack.harness
+    await inject_fault(rag_stack.embeddings_url, 503, count=10_000)
+    store = StoreSimulation(MERCHANT, seed=8)
+    store.create_products(6)
+    await rag_stack.send_all(store.events)
+    await harness.settle_events()  # every event loaded while embeddings are down
+    db = harness.settings.clickhouse_database
+    assert await harness.sql(f"SELECT count() FROM {db}.products") == [(6,)]
+    await asyncio.sleep(0.5)
+    assert await rag_stack.vectors(MERCHANT) == {}
+    assert harness.metric("pipeline_delivery_failures_total", reason="embed") >= 1
+    rag_stack.embeddings.faults.clear()  # embeddings come back
+    harness.container.rag.embedder.breaker.open_until = 0  # skip the breaker's pause
+    await rag_stack.drain(timeout=90)
+    assert len(await rag_stack.vectors(MERCHANT)) == 6
+
+
+async def test_the_embed_step_refuses_unsigned_and_dead_letters_malformed_messages(rag_stack):
+    harness = rag_stack.harness
+    url = harness.settings.delivery_url(EMBED_PATH)
+    good = orjson.dumps({"merchantId": MERCHANT, "products": [1], "orders": []})
+    unsigned = await harness.http.post(url, content=good)
+    assert unsigned.status_code == 401
+    forged = await harness.http.post(
+        url, content=good, headers={"Upstash-Signature": sign_delivery(url, good, "x" * 32)}
+    )
+    assert forged.status_code == 401
+    for body in (
+        b"not json",
+        b"[]",
+        orjson.dumps({"merchantId": "abc"}),
+        orjson.dumps({"merchantId": MERCHANT, "products": [-1]}),
+        orjson.dumps({"merchantId": MERCHANT, "products": list(range(1, 502))}),
+        orjson.dumps({"merchantId": MERCHANT, "orders": "1,2"}),
+    ):
+        signature = sign_delivery(url, body, DEV_QSTASH_CURRENT_SIGNING_KEY)
+        answer = await harness.http.post(
+            url, content=body, headers={"Upstash-Signature": signature}
+        )
+        assert answer.status_code == 489, body
+        assert answer.headers["upstash-nonretryable-error"] == "true"
+    signature = sign_delivery(url, good, DEV_QSTASH_CURRENT_SIGNING_KEY)
+    answer = await harness.http.post(url, content=good, headers={"Upstash-Signature": signature})
+    assert answer.status_code == 200 and answer.json()["missing"] == 1  # unknown product: no-op
+
+
+async def test_search_needs_the_key_and_validates_its_body(rag_stack):
+    harness = rag_stack.harness
+    url = harness.url + "/api/rag/search"
+    body = {"merchantId": MERCHANT, "query": "قهوة"}
+    assert (await harness.http.post(url, json=body)).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert (await harness.http.post(url, json=body, headers=wrong)).status_code == 401
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    for bad, field in (
+        ({"merchantId": MERCHANT}, "query"),
+        ({**body, "query": ""}, "query"),
+        ({**body, "query": "x" * 501}, "query"),
+        ({**body, "topK": 0}, "topK"),
+        ({**body, "topK": 51}, "topK"),
+        ({**body, "merchantId": "abc"}, "merchantId"),
+        ({**body, "filter": {"customer_email": "a"}}, "customer_email"),
+        ({**body, "filter": {"price": {"$regex": "1"}}}, "$regex"),
+        ({**body, "filter": {"price": "cheap"}}, "price"),
+        ({**body, "extra": 1}, "extra"),
+    ):
+        answer = await harness.http.post(url, json=bad, headers=auth)
+        assert answer.status_code == 422, bad
+        assert field in answer.text
+    blank = await harness.http.post(url, json={**body, "query": "   "}, headers=auth)
+    assert blank.status_code == 422
+    empty = await harness.http.post(url, json={**body, "merchantId": 42}, headers=auth)
+    assert empty.status_code == 200 and empty.json() == {"matches": []}
+
+
+async def test_search_answers_503_with_retry_after_when_embeddings_are_down(rag_stack):
+    await inject_fault(rag_stack.embeddings_url, 503, count=100)
+    harness = rag_stack.harness
+    answer = await harness.http.post(
+        harness.url + "/api/rag/search",
+        json={"merchantId": MERCHANT, "query": "قهوة"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert answer.status_code == 503
+    assert int(answer.headers["retry-after"]) >= 1
+
+
+async def test_search_is_503_when_rag_is_off(harness):
+    answer = await harness.http.post(
+        harness.url + "/api/rag/search",
+        json={"merchantId": MERCHANT, "query": "قهوة"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert answer.status_code == 503
+    assert "not enabled" in answer.text
