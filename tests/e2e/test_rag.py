@@ -259,3 +259,34 @@ async def test_search_is_503_when_rag_is_off(harness):
     )
     assert answer.status_code == 503
     assert "not enabled" in answer.text
+
+
+async def test_a_historical_sync_indexes_what_it_loads(harness_with):
+    from data_pipeline.devtools.salla_emulator.client import EmulatorClient
+
+    from tests.support.embeddings import embeddings_server, rag_settings
+    from tests.support.rag import RagStack
+    from tests.support.salla import SyncStack, salla_settings, start_emulator
+
+    server, state = await start_emulator()
+    client = EmulatorClient(server.url)
+    async with embeddings_server() as (embeddings, embeddings_state):
+        running = await harness_with(**salla_settings(server.url), **rag_settings(embeddings.url))
+        sync = SyncStack(running, client, state)
+        rag = RagStack(running, embeddings.url, embeddings_state)
+        try:
+            await sync.authorize(7_100_001, orders=150, seed=9)
+            job = await sync.wait(await sync.start(7_100_001))
+            assert job["status"] == "COMPLETED"
+            await rag.drain(timeout=120)
+            vectors = await rag.vectors(7_100_001)
+            counts = job["counts"]
+            assert sum(d.startswith("product:") for d in vectors) == counts["products"]
+            assert sum(d.startswith("order:") for d in vectors) == counts["orders"]
+            # Customers are loaded into the warehouse but never embedded.
+            assert not any(d.startswith("customer:") for d in vectors)
+            assert embeddings_state.texts == embeddings_state.distinct.__len__()
+        finally:
+            running.dispatcher.pause()
+            await client.aclose()
+            await server.stop()

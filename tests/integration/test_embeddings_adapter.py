@@ -129,3 +129,14 @@ async def test_an_unreachable_endpoint_is_unavailable():
     with pytest.raises(EmbeddingsUnavailable, match="unreachable"):
         await client.embed(["x"])
     await client.aclose()
+
+
+async def test_a_caller_with_more_texts_than_one_request_holds_is_split_in_order():
+    async with embeddings_server() as (server, state):
+        client = embedder(server.url)
+        texts = [f"منتج {i}" for i in range(MAX_INPUTS * 2 + 3)]
+        vectors = await client.embed(texts)
+        (again,) = await client.embed([texts[-1]])
+        await client.aclose()
+    assert len(vectors) == len(texts) and state.requests == 4
+    assert cosine(vectors[-1], again) > 0.999  # order preserved across the split

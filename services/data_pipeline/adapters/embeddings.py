@@ -25,7 +25,7 @@ from data_pipeline.errors import PermanentError, TransientError
 
 log = structlog.get_logger("embeddings")
 Kind = Literal["query", "passage"]
-MAX_INPUTS = 256
+MAX_INPUTS = 64  # OpenAI allows 2,048; 64 keeps a request to a CPU-bound local model short
 MAX_CHARS = 200_000
 BREAKER_AFTER = 5
 MAX_PAUSE_SECONDS = 300.0
@@ -108,6 +108,10 @@ class OpenAIEmbedder:
         """One vector per text, in order. Raises EmbeddingsUnavailable or PermanentError."""
         if not texts:
             return []
+        if len(texts) > MAX_INPUTS:
+            parts = [texts[i : i + MAX_INPUTS] for i in range(0, len(texts), MAX_INPUTS)]
+            results = await asyncio.gather(*(self.embed(part, kind) for part in parts))
+            return [vector for result in results for vector in result]
         self.breaker.check()  # fail fast while paused: no request, no wait
         future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(list(texts), kind, future))

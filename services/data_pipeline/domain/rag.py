@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+UNHASHED_METADATA = frozenset({"updated_at"})
 MAX_TEXT_CHARS = 2000  # embedding input and metadata stay small (Pinecone: 40 KB metadata)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # International numbers (+… or 00…) and Saudi mobiles (05XXXXXXXX, 9665XXXXXXXX, 5XXXXXXXX).
@@ -83,7 +84,10 @@ def _iso(value: Any) -> str:
 def _finish(doc_id: str, entity: str, parts: Sequence[str], metadata: dict[str, Any]) -> Document:
     text = " · ".join(p for p in parts if p)[:MAX_TEXT_CHARS]
     clean = {k: v for k, v in metadata.items() if v not in (None, "", [])}
-    canonical = json.dumps([text, clean], sort_keys=True, ensure_ascii=False, default=str)
+    # The hash covers what is embedded and filtered on, not bookkeeping: a product touched
+    # without a visible change (stock, say) keeps its hash and is not embedded again.
+    hashed = {k: v for k, v in clean.items() if k not in UNHASHED_METADATA}
+    canonical = json.dumps([text, hashed], sort_keys=True, ensure_ascii=False, default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
     return Document(doc_id, entity, text, clean, digest)
 
@@ -186,14 +190,18 @@ def lexical_score(query_key: str, metadata: Mapping[str, Any]) -> float:
 def hybrid_rank(query: str, candidates: Sequence[Match], top_k: int) -> list[Match]:
     """Blend vector similarity with lexical evidence; one entry per document, best first."""
     key = normalize(query)
-    best: dict[str, Match] = {}
+    best: dict[str, tuple[bool, Match]] = {}
     for candidate in candidates:
         lexical = lexical_score(key, candidate.metadata)
         score = VECTOR_WEIGHT * candidate.score + LEXICAL_WEIGHT * lexical
         current = best.get(candidate.doc_id)
-        if current is None or score > current.score:
-            best[candidate.doc_id] = Match(candidate.doc_id, round(score, 6), candidate.metadata)
-    return sorted(best.values(), key=lambda m: (-m.score, m.doc_id))[:top_k]
+        if current is None or score > current[1].score:
+            match = Match(candidate.doc_id, round(score, 6), candidate.metadata)
+            best[candidate.doc_id] = (lexical == 1.0, match)
+    # Exact name/SKU matches form the first tier whatever the vectors say: a product's own
+    # name must find it even where the embedding ranks unrelated or look-alike items closer.
+    ranked = sorted(best.values(), key=lambda pair: (not pair[0], -pair[1].score, pair[1].doc_id))
+    return [match for _, match in ranked[:top_k]]
 
 
 # -- metadata filters -------------------------------------------------------------------------

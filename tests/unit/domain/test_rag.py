@@ -179,3 +179,19 @@ def test_announcements_name_only_products_and_orders_of_the_merchant():
     ]
     assert announcement_for(5, entities) == EmbedRequest(5, (1,), (2,))
     assert announcement_for(5, entities[2:]) is None
+
+
+def test_an_exact_match_is_first_even_with_a_poor_vector_score():
+    exact = {"name_key": normalize("Arabic Coffee 250g"), "text": "Arabic Coffee 250g"}
+    lookalike = {"name_key": normalize("Arabic Coffee 500g"), "text": "Arabic Coffee 500g"}
+    ranked = hybrid_rank(
+        "arabic coffee 250G",
+        [Match("product:2", 0.99, lookalike), Match("product:1", 0.05, exact)],
+        top_k=2,
+    )
+    assert [m.doc_id for m in ranked] == ["product:1", "product:2"]
+
+
+def test_bookkeeping_fields_do_not_change_the_content_hash():
+    later = {**PRODUCT, "updated_at": datetime(2027, 1, 1, tzinfo=UTC)}
+    assert product_document(later).content_hash == product_document(PRODUCT).content_hash

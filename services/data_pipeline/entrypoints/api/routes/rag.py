@@ -39,7 +39,10 @@ class SearchRequest(BaseModel):
 
 class SearchMatch(BaseModel):
     id: str = Field(description='"product:<id>" or "order:<id>"')
-    score: float = Field(description="Hybrid score: 0.7 × cosine similarity + 0.3 × lexical.")
+    score: float = Field(
+        description="Hybrid score: 0.7 × cosine similarity + 0.3 × lexical; exact name or SKU "
+        "matches are listed first."
+    )
     metadata: dict[str, Any]
 
 
