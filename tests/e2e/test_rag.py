@@ -290,3 +290,34 @@ async def test_a_historical_sync_indexes_what_it_loads(harness_with):
             running.dispatcher.pause()
             await client.aclose()
             await server.stop()
+
+
+async def test_the_rag_search_command(rag_stack):
+    from tests.support.cli import clean_env, run_cli
+
+    store = StoreSimulation(MERCHANT, seed=10)
+    store.create_products(len(CATALOG))
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    env = clean_env(PIPELINE_API_KEY=API_KEY)
+    common = ("--merchant", str(MERCHANT), "--url", rag_stack.harness.url)
+
+    def cli(*args: str):
+        return asyncio.to_thread(run_cli, "rag", "search", *args, env=env)
+
+    shown = await cli(CATALOG[0][0], *common)
+    assert shown.returncode == 0, shown.stderr
+    first_row = next(line for line in shown.stdout.splitlines() if line.startswith("│ 1 "))
+    assert f"product:{store.product_ids[0]}" in first_row
+    raw = await cli("honey", "--top-k", "2", "--json", *common)
+    assert raw.returncode == 0 and len(json.loads(raw.stdout)["matches"]) == 2
+    bad_filter = await cli("x", "--filter", "{not json", *common)
+    assert bad_filter.returncode != 0 and "not JSON" in bad_filter.stderr + bad_filter.stdout
+    refused = await cli("x", "--filter", '{"email": "a"}', *common)
+    assert refused.returncode == 1 and "422" in refused.stderr + refused.stdout
+    wrong_key = await asyncio.to_thread(
+        run_cli, "rag", "search", "x", *common, env=clean_env(PIPELINE_API_KEY="wrong")
+    )
+    assert wrong_key.returncode == 1 and "401" in wrong_key.stderr + wrong_key.stdout
+    missing = await cli("x", "--url", rag_stack.harness.url)
+    assert missing.returncode != 0 and "--merchant" in missing.stderr + missing.stdout
