@@ -87,6 +87,8 @@ def build_state_store(settings: PipelineSettings) -> StateStore:
 def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStore) -> Rag | None:
     if not settings.rag_active:
         return None
+    if not isinstance(warehouse, ClickHouseWarehouse):
+        raise ValueError("RAG reads its documents from the ClickHouse warehouse")
     dimensions = settings.vector_dimensions
     assert dimensions is not None  # the contract requires it when RAG is active
     embedder = OpenAIEmbedder(
@@ -106,10 +108,8 @@ def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStor
             index_name=settings.pinecone_index,
             host=str(settings.pinecone_host) if settings.pinecone_host else None,
         )
-    elif isinstance(warehouse, ClickHouseWarehouse):
+    else:  # local mode: vectors in the warehouse
         vectors = ClickHouseVectorIndex(warehouse)
-    else:
-        raise ValueError("local vectors need the ClickHouse warehouse; set PINECONE_API_KEY")
     indexer = RagIndexer(
         state=state, source=WarehouseDocuments(warehouse), embedder=embedder, index=vectors
     )

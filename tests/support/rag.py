@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +26,6 @@ class RagStack:
     async def drain(self, timeout: float = 60.0) -> None:
         """Every event settled and every queued message (embed steps included) delivered."""
         await self.harness.settle(timeout)
-        deadline = time.monotonic() + timeout
-        while self.harness.dispatcher.pending:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.harness.dispatcher.pending} messages still queued")
-            await asyncio.sleep(0.02)
 
     async def search(self, merchant: int, query: str, **extra: Any) -> list[dict[str, Any]]:
         response = await self.harness.http.post(

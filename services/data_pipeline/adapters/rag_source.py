@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_pipeline.adapters.warehouse import Warehouse
+from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 
 _PRODUCT_COLUMNS = (
     "name",
@@ -41,9 +41,9 @@ class CurrentState:
 
 
 class WarehouseDocuments:
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: ClickHouseWarehouse) -> None:
         self._warehouse = warehouse
-        self._db = getattr(warehouse, "database", "analytics")
+        self._db = warehouse.database
 
     async def products(self, merchant_id: int, ids: Sequence[int]) -> CurrentState:
         state = CurrentState()

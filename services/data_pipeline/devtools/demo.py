@@ -448,18 +448,22 @@ async def show_search(client: DemoClient, store: StoreSimulation, console: Conso
         not o.deleted for o in store.truth.orders.values()
     )
     namespace = f"merchant-{store.merchant_id}"
+    probe = await client.http.post(
+        "/api/rag/search",
+        json={"merchantId": store.merchant_id, "query": "probe"},
+        headers={"Authorization": f"Bearer {client.stack.api_key}"},
+    )
+    if probe.status_code == 503 and "not enabled" in probe.text:
+        console.print("RAG search: off (RAG_ENABLED=false or the `local` extra is missing)")
+        return True
     started = time.perf_counter()
     with console.status("waiting for the embed steps to index the store…"):
         while True:
-            try:
-                ((indexed,),) = await client.sql(
-                    "SELECT count() FROM analytics.rag_vectors FINAL"
-                    " WHERE namespace = {ns:String} AND is_deleted = 0",
-                    ns=namespace,
-                )
-            except httpx.HTTPStatusError:  # the vector table is local mode's; absent otherwise
-                console.print("RAG search: vectors are not in the local warehouse; skipped")
-                return True
+            ((indexed,),) = await client.sql(
+                "SELECT count() FROM analytics.rag_vectors FINAL"
+                " WHERE namespace = {ns:String} AND is_deleted = 0",
+                ns=namespace,
+            )
             if int(indexed) >= live:
                 break
             if time.perf_counter() - started > 120:

@@ -28,6 +28,7 @@ from data_pipeline.adapters.queue import EventQueue
 from data_pipeline.adapters.rag_source import WarehouseDocuments
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.adapters.vector_index import VectorIndex, VectorRecord, namespace_for
+from data_pipeline.domain.envelope import decode_json_object
 from data_pipeline.domain.model import OrderItemSet, OrderVersion, ProductVersion
 from data_pipeline.domain.rag import (
     Match,
@@ -60,12 +61,7 @@ class EmbedRequest:
 
     @classmethod
     def parse(cls, raw: bytes) -> EmbedRequest:
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidPayload("embed: body is not JSON") from None
-        if not isinstance(document, dict):
-            raise InvalidPayload("embed: body must be a JSON object")
+        document = decode_json_object(raw)
         merchant = document.get("merchantId")
         if not _is_id(merchant):
             raise InvalidPayload("embed: merchantId must be a positive integer")
@@ -168,7 +164,6 @@ class RagIndexer:
         self._source = source
         self._embedder = embedder
         self._index = index
-        self.totals = IndexReport()
 
     async def index(self, request: EmbedRequest) -> IndexReport:
         """Bring the request's documents in line with the warehouse. Raises TransientError
@@ -194,7 +189,6 @@ class RagIndexer:
                 ),
                 return_exceptions=True,
             )
-        self._add(report)
         if report.busy:
             raise IndexBusy(
                 f"{len(report.busy)} documents are being indexed by another delivery",
@@ -239,12 +233,6 @@ class RagIndexer:
         if stale:
             await self._index.delete(namespace, stale)
             report.deleted = len(stale)
-
-    def _add(self, report: IndexReport) -> None:
-        self.totals.embedded += report.embedded
-        self.totals.unchanged += report.unchanged
-        self.totals.deleted += report.deleted
-        self.totals.missing += report.missing
 
 
 class RagSearch:

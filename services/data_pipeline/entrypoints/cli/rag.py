@@ -10,12 +10,11 @@ import typer
 from rich.table import Table
 
 from data_pipeline.entrypoints.cli.console import console, fail
-from data_pipeline.entrypoints.cli.sync import (
+from data_pipeline.entrypoints.cli.service import (
     DEFAULT_URL,
     DataDirOption,
     ServiceClient,
     UrlOption,
-    _api_key,
 )
 
 app = typer.Typer(help="Retrieval over a merchant's products and orders.", no_args_is_help=True)
@@ -59,7 +58,7 @@ def search(
             body["filter"] = json.loads(filter)
         except ValueError as error:
             fail(f"--filter is not JSON: {error}")
-    client = ServiceClient(url, _api_key(data_dir))
+    client = ServiceClient.connect(url, data_dir)
     _, answer = client.call("POST", "/api/rag/search", json=body)
     if as_json:
         console.print_json(data=answer)

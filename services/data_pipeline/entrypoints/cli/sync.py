@@ -2,59 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from data_pipeline.entrypoints.cli.console import console, fail
+from data_pipeline.entrypoints.cli.service import (
+    DEFAULT_URL,
+    DataDirOption,
+    ServiceClient,
+    UrlOption,
+)
 
 app = typer.Typer(help="Historical sync (backfill from the Salla Admin API).", no_args_is_help=True)
 
-UrlOption = Annotated[str, typer.Option(envvar="PIPELINE_PUBLIC_URL", help="Service base URL.")]
-DataDirOption = Annotated[
-    Path, typer.Option("--data-dir", help="Local stack data dir (for its API key).")
-]
 WatchOption = Annotated[bool, typer.Option("--watch", help="Follow progress until it ends.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _api_key(data_dir: Path) -> str:
-    if os.environ.get("PIPELINE_API_KEY"):
-        return os.environ["PIPELINE_API_KEY"]
-    from data_pipeline.devtools.local_stack import SECRETS_FILE, local_secrets
-
-    if not (data_dir / SECRETS_FILE).exists():
-        fail(f"no PIPELINE_API_KEY set and no local stack secrets in {data_dir}")
-    return local_secrets(data_dir.resolve()).api_key
-
-
-class ServiceClient:
-    def __init__(self, url: str, api_key: str) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=30,
-        )
-
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            fail(f"could not reach {self._http.base_url}: {error}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"detail": response.text[:300]}
-        if response.status_code >= 400:
-            detail = body.get("detail", body) if isinstance(body, dict) else body
-            fail(f"{response.status_code}: {detail}", code=1)
-        return response.status_code, body
 
 
 def _watch(client: ServiceClient, job_id: str) -> None:
@@ -118,7 +84,7 @@ def start(
     """Start a backfill (or attach to the merchant's running one)."""
     if depth not in ("12m", "24m"):
         fail("--depth must be 12m or 24m")
-    client = ServiceClient(url, _api_key(data_dir))
+    client = ServiceClient.connect(url, data_dir)
     code, body = client.call(
         "POST", "/api/jobs/sync/initiate", json={"merchantId": merchant, "depth": depth}
     )
@@ -139,7 +105,7 @@ def status(
     """Show a job's status (by merchant or by job id)."""
     if (merchant is None) == (job is None):
         fail("give exactly one of --merchant or --job")
-    client = ServiceClient(url, _api_key(data_dir))
+    client = ServiceClient.connect(url, data_dir)
     params = {"merchantId": merchant} if merchant is not None else {"jobId": job}
     _, body = client.call("GET", "/api/jobs/sync/status", params=params)
     if watch and body["status"] in ("QUEUED", "RUNNING"):
@@ -156,7 +122,7 @@ def resume(
     data_dir: DataDirOption = Path(".data"),
 ) -> None:
     """Resume a failed (or stalled) job from its last saved cursor."""
-    client = ServiceClient(url, _api_key(data_dir))
+    client = ServiceClient.connect(url, data_dir)
     _, body = client.call("POST", "/api/jobs/sync/resume", json={"jobId": job})
     console.print(f"job [bold]{body['jobId']}[/] resumed ({body['status']})")
     if watch:

@@ -7,31 +7,14 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
+from data_pipeline.entrypoints.api.schemas import MerchantId, Problem, parse_merchant_id
 from data_pipeline.errors import TransientError
 from data_pipeline.service_layer.sync import JobNotFound, SyncRefused
 
 router = APIRouter(prefix="/api/jobs/sync", tags=["historical sync"], dependencies=[ServiceAuth])
-
-MAX_ID = 2**64 - 1
-
-
-def _merchant_id(value: Any) -> int:
-    """A Salla merchant id as a JSON number or a string of digits; nothing else."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number or a string of digits")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int):
-        raise ValueError("must be a number or a string of digits")
-    if not 0 < value <= MAX_ID:
-        raise ValueError("must be a positive 64-bit integer")
-    return value
-
-
-MerchantId = Annotated[int, BeforeValidator(_merchant_id)]
 
 
 class SyncRequest(BaseModel):
@@ -74,10 +57,6 @@ class SyncStatus(BaseModel):
     requests: dict[str, int] = Field(description="Requests made to Salla, by kind.")
     finishedAt: str | None
     loadSeconds: float
-
-
-class Problem(BaseModel):
-    detail: str
 
 
 @contextmanager
@@ -138,9 +117,9 @@ async def job_status(
             job = await container.sync.get(jobId)
         else:
             try:
-                merchant = _merchant_id(merchantId)
+                merchant = parse_merchant_id(merchantId)
             except ValueError as error:
-                raise HTTPException(422, detail=f"merchantId {error}") from None
+                raise HTTPException(422, detail=str(error)) from None
             job = await container.sync.latest(merchant)
     return job.status_document()
 

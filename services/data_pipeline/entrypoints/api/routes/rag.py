@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from data_pipeline.domain.rag import FILTER_FIELDS, FilterError
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
-from data_pipeline.entrypoints.api.routes.jobs import MerchantId, Problem
+from data_pipeline.entrypoints.api.schemas import MerchantId, Problem
 from data_pipeline.errors import TransientError
 
 router = APIRouter(prefix="/api/rag", tags=["retrieval"], dependencies=[ServiceAuth])
@@ -21,12 +21,9 @@ class SearchRequest(BaseModel):
     merchantId: MerchantId = Field(
         description="Salla merchant (store) id.", examples=["1305146709"]
     )
-    query: str = Field(
-        min_length=1,
-        max_length=500,
-        description="Free text, Arabic or English.",
-        examples=["قهوة عربية"],
-    )
+    query: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+    ] = Field(description="Free text, Arabic or English.", examples=["قهوة عربية"])
     topK: int = Field(5, ge=1, le=50, description="How many matches to return.")
     filter: dict[str, Any] | None = Field(
         None,
@@ -65,11 +62,10 @@ async def search(body: SearchRequest, container: ContainerDep, response: Respons
     diacritics and letter variants folded) ranks that product first."""
     if container.rag is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="RAG is not enabled")
-    query = body.query.strip()
-    if not query:
-        raise HTTPException(422, detail="query: blank")
     try:
-        matches = await container.rag.search.search(body.merchantId, query, body.topK, body.filter)
+        matches = await container.rag.search.search(
+            body.merchantId, body.query, body.topK, body.filter
+        )
     except FilterError as error:
         raise HTTPException(422, detail=str(error)) from None
     except TransientError as error:
