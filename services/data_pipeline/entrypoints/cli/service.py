@@ -18,14 +18,17 @@ DataDirOption = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _api_key(data_dir: Path) -> str:
-    if os.environ.get("PIPELINE_API_KEY"):
-        return os.environ["PIPELINE_API_KEY"]
+def secret_from_env_or_stack(variable: str, field: str, data_dir: Path) -> str:
+    """`variable` from the environment, else the local stack's generated value (`field` of its
+    secrets file in `data_dir`), else one clear failure line."""
+    if os.environ.get(variable):
+        return os.environ[variable]
     from data_pipeline.devtools.local_stack import SECRETS_FILE, local_secrets
 
     if not (data_dir / SECRETS_FILE).exists():
-        fail(f"no PIPELINE_API_KEY set and no local stack secrets in {data_dir}")
-    return local_secrets(data_dir.resolve()).api_key
+        fail(f"no {variable} set and no local stack secrets in {data_dir}")
+    value: str = getattr(local_secrets(data_dir.resolve()), field)
+    return value
 
 
 class ServiceClient:
@@ -33,7 +36,7 @@ class ServiceClient:
 
     @classmethod
     def connect(cls, url: str, data_dir: Path) -> ServiceClient:
-        return cls(url, _api_key(data_dir))
+        return cls(url, secret_from_env_or_stack("PIPELINE_API_KEY", "api_key", data_dir))
 
     def __init__(self, url: str, api_key: str) -> None:
         self._http = httpx.Client(

@@ -11,18 +11,9 @@ import httpx
 import typer
 
 from data_pipeline.entrypoints.cli.console import console, fail
+from data_pipeline.entrypoints.cli.service import secret_from_env_or_stack
 
 app = typer.Typer(help="Send Salla webhooks by hand.", no_args_is_help=True)
-
-
-def _secret(data_dir: Path) -> str:
-    if os.environ.get("SALLA_WEBHOOK_SECRET"):
-        return os.environ["SALLA_WEBHOOK_SECRET"]
-    from data_pipeline.devtools.local_stack import SECRETS_FILE, local_secrets
-
-    if not (data_dir / SECRETS_FILE).exists():
-        fail(f"no SALLA_WEBHOOK_SECRET set and no local stack secrets in {data_dir}")
-    return local_secrets(data_dir.resolve()).webhook_secret
 
 
 def load_body(event: str, file: Path | None, merchant: int) -> bytes:
@@ -61,7 +52,7 @@ def send(
     from data_pipeline.domain.webhook_auth import expected_signature
 
     body = load_body(event, file, merchant)
-    secret = _secret(data_dir)
+    secret = secret_from_env_or_stack("SALLA_WEBHOOK_SECRET", "webhook_secret", data_dir)
     strategy = os.environ.get("SALLA_WEBHOOK_STRATEGY", "signature")
     headers = {"Content-Type": "application/json"}
     if strategy == "token":
