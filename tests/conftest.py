@@ -13,6 +13,9 @@ import pytest_asyncio
 from tests.support.harness import Harness, start_harness, stop_harness, warehouse_for
 from tests.support.redis_server import redis_server
 
+# The vendored qstash-py suite runs in its own pytest process (tests/compat/test_qstash_sdk.py).
+collect_ignore = ["compat/qstash_sdk"]
+
 
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -61,6 +61,8 @@ def test_dev_stack_stops_cleanly_and_keeps_pending_deliveries_across_a_restart(t
     code, output = stop(process)
     assert code == 0, output
     assert "stopped cleanly" in output and "Traceback" not in output
+    # The banner shows what QStash holds for the stack.
+    assert all(row in output for row in ("schedules", "queues", "flow control")), output
 
     restarted = start_cli(*args)
     try:

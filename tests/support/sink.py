@@ -30,6 +30,10 @@ class Sink:
         default_factory=lambda: defaultdict(deque)
     )
     server: RunningServer | None = None
+    # Seconds a path takes to answer, and how many of its requests were open at once.
+    delays: dict[str, float] = field(default_factory=dict)
+    open_now: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    most_open: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def fail_next(self, path: str, status: int, times: int = 1, **headers: str) -> None:
         for _ in range(times):
@@ -62,13 +66,24 @@ class Sink:
                 time.monotonic(),
             )
         )
+        if path in self.delays:
+            for key in (path, "*"):  # "*": across every delayed path
+                self.open_now[key] += 1
+                self.most_open[key] = max(self.most_open[key], self.open_now[key])
+            try:
+                await asyncio.sleep(self.delays[path])
+            finally:
+                for key in (path, "*"):
+                    self.open_now[key] -= 1
         if self.scripts[path]:
             status, headers = self.scripts[path].popleft()
             return Response(f"scripted {status}", status_code=status, headers=headers)
         return Response("ok")
 
     async def start(self) -> Sink:
-        app = Starlette(routes=[Route("/{rest:path}", self._receive, methods=["POST", "PUT"])])
+        app = Starlette(
+            routes=[Route("/{rest:path}", self._receive, methods=["POST", "PUT", "GET"])]
+        )
         self.server = await start_server(app, "127.0.0.1", 0, lifespan="off")
         return self
 

@@ -250,6 +250,31 @@ class LocalStack:
         if self.embeddings is not None:  # after the service: in-flight embed steps finish
             await self.embeddings.stop()
 
+    async def queue_layout(self) -> dict[str, str]:
+        """What QStash holds for this stack: schedules, queues and flow-control keys."""
+        assert self.container is not None, "stack not started"
+        client = self.container.queue.client
+        schedules = await client.schedule.list()
+        queues = await client.queue.list()
+        keys = await client.http.request(path="/v2/flowControl", method="GET")
+        return {
+            "schedules": ", ".join(
+                f"{s.schedule_id} ({s.cron}{', paused' if s.paused else ''}) → {s.destination}"
+                for s in schedules
+            )
+            or "none",
+            "queues": ", ".join(
+                f"{q.name} (parallelism {q.parallelism}{', paused' if q.paused else ''})"
+                for q in queues
+            )
+            or "none",
+            "flow control": ", ".join(
+                f"{k['flowControlKey']} (parallelism {k.get('parallelismMax') or '∞'})"
+                for k in keys
+            )
+            or "none",
+        }
+
     def describe(self) -> dict[str, str]:
         settings = self.settings
         return {

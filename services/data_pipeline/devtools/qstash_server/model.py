@@ -1,8 +1,10 @@
-"""Messages as the local QStash server keeps them, and their JSON shapes in the QStash API."""
+"""What the local QStash server keeps (messages, dead letters, queues, schedules) and the JSON
+shapes the QStash v2 API gives them (../shared/reference/qstash.md §1.1)."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import secrets
 import time
@@ -16,6 +18,32 @@ def now_ms() -> int:
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
+
+
+# FIFO order within a queue must survive restarts: a counter seeded from the clock.
+_sequence = itertools.count(time.time_ns())
+
+
+def next_sequence() -> int:
+    return next(_sequence)
+
+
+@dataclass(frozen=True)
+class FlowControl:
+    """`Upstash-Flow-Control-Key` + `-Value` (parallelism, rate per period in seconds)."""
+
+    key: str
+    parallelism: int | None = None
+    rate: int | None = None
+    period: int = 1
+
+    def api_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"flowControlKey": self.key, "period": self.period}
+        if self.parallelism is not None:
+            document["parallelism"] = self.parallelism
+        if self.rate is not None:
+            document["rate"] = self.rate
+        return document
 
 
 @dataclass
@@ -38,7 +66,18 @@ class Message:
     label: str | None = None
     redact_body: bool = False
     caller_ip: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    queue_name: str | None = None
+    schedule_id: str | None = None
+    flow_control: FlowControl | None = None
+    callback: str | None = None
+    failure_callback: str | None = None
+    # `Upstash-Callback-<Name>` / `Upstash-Failure-Callback-<Name>`: lower-cased name → value.
+    callback_options: dict[str, str] = field(default_factory=dict)
+    failure_callback_options: dict[str, str] = field(default_factory=dict)
+    # A callback created by a queued message's last attempt keeps that queue's slot until it
+    # finishes: "the next message will wait for callbacks to finish" (features/queues.mdx).
+    holds_queue: str | None = None
+    sequence: int = field(default_factory=next_sequence)
 
     def metadata_json(self) -> str:
         document = asdict(self)
@@ -47,10 +86,17 @@ class Message:
 
     @classmethod
     def from_row(cls, metadata: str, body: bytes) -> Message:
-        return cls(body=bytes(body), **json.loads(metadata))
+        document = json.loads(metadata)
+        document.pop("extra", None)  # written by older versions of this server
+        control = document.pop("flow_control", None)
+        return cls(
+            body=bytes(body),
+            flow_control=FlowControl(**control) if control else None,
+            **document,
+        )
 
     def api_json(self) -> dict[str, Any]:
-        """The `GET /v2/messages/{id}` shape (keys the SDK reads)."""
+        """The `GET /v2/messages/{id}` shape (the keys the SDK reads)."""
         document: dict[str, Any] = {
             "messageId": self.message_id,
             "url": self.url,
@@ -63,14 +109,53 @@ class Message:
         optional = {
             "topicName": self.topic_name,
             "endpointName": self.endpoint_name,
+            "queueName": self.queue_name,
+            "scheduleId": self.schedule_id,
             "retryDelayExpression": self.retry_delay,
             "label": self.label,
             "callerIP": self.caller_ip,
+            "callback": self.callback,
+            "failureCallback": self.failure_callback,
+            "callbackHeader": _option_headers(self.callback_options),
+            "failureCallbackHeader": _option_headers(self.failure_callback_options),
         }
-        document.update({key: value for key, value in optional.items() if value is not None})
+        document.update({key: value for key, value in optional.items() if value})
+        if self.flow_control is not None:
+            document.update(self.flow_control.api_json())
         if not self.redact_body:
             document.update(body_fields(self.body, "body", "bodyBase64"))
         return document
+
+    def log_details(self) -> dict[str, Any]:
+        """The message's part of a `/v2/events` entry (keys differ from /v2/messages)."""
+        document: dict[str, Any] = {
+            "method": self.method,
+            "header": self.headers,
+            "maxRetries": self.max_retries,
+        }
+        optional = {
+            "endpointName": self.endpoint_name,
+            "queueName": self.queue_name,
+            "scheduleId": self.schedule_id,
+            "retryDelayExpr": self.retry_delay,
+            "label": self.label,
+            "callback": self.callback,
+            "failureCallback": self.failure_callback,
+            "callbackHeaders": _option_headers(self.callback_options),
+            "failureCallbackHeaders": _option_headers(self.failure_callback_options),
+        }
+        document.update({key: value for key, value in optional.items() if value})
+        if self.timeout_seconds is not None:
+            document["timeout"] = int(self.timeout_seconds)
+        if self.flow_control is not None:
+            document.update(self.flow_control.api_json())
+        if not self.redact_body:
+            document["body"] = base64.b64encode(self.body).decode()
+        return document
+
+
+def _option_headers(options: dict[str, str]) -> dict[str, list[str]] | None:
+    return {name: [value] for name, value in options.items()} or None
 
 
 def body_fields(body: bytes, text_key: str, base64_key: str) -> dict[str, str]:
@@ -98,3 +183,24 @@ class DeadLetter:
             **body_fields(self.response_body, "responseBody", "responseBodyBase64"),
         )
         return document
+
+
+@dataclass
+class Queue:
+    """A FIFO queue: at most `parallelism` of its messages are active at once."""
+
+    name: str
+    parallelism: int = 1
+    paused: bool = False
+    created_at_ms: int = field(default_factory=now_ms)
+    updated_at_ms: int = field(default_factory=now_ms)
+
+    def api_json(self, lag: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "parallelism": self.parallelism,
+            "paused": self.paused,
+            "lag": lag,
+            "createdAt": self.created_at_ms,
+            "updatedAt": self.updated_at_ms,
+        }

@@ -60,7 +60,7 @@ def dev(
             await stack.stop()
             fail(f"could not start the local stack: {error}")
         table = Table.grid(padding=(0, 2))
-        for name, value in stack.describe().items():
+        for name, value in (stack.describe() | await stack.queue_layout()).items():
             table.add_row(f"[bold]{name}[/]", value)
         generated = local_secrets(data_dir.resolve())
         if os.environ["SALLA_WEBHOOK_SECRET"] == generated.webhook_secret:
@@ -82,16 +82,31 @@ def qstash_dev(
     port: Annotated[int, typer.Option(help="Port (QStash's dev server uses 8080).")] = 8080,
     data_dir: DataDirOption = Path(".data"),
     hold: Annotated[bool, typer.Option(help="Store messages but never deliver.")] = False,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PREFIX=TARGET: deliver destinations starting with PREFIX to TARGET instead "
+            "(signatures still name the original URL). Repeatable; for tests that stand in "
+            "for an external host."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
 ) -> None:
-    """Run only the local QStash-compatible server (publish, URL groups, retries, DLQ)."""
+    """Run only the local QStash-compatible server (publish, queues, schedules, flow control,
+    callbacks, URL groups, retries, DLQ)."""
     from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
     from data_pipeline.observability.logging import configure_logging
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
 
+    routes = {}
+    for entry in route or []:
+        prefix, _, target = entry.partition("=")
+        if not prefix.startswith(("http://", "https://")) or not target.startswith("http"):
+            fail(f"--route must be PREFIX=TARGET with two http(s) URLs, got {entry!r}")
+        routes[prefix] = target
     config = QStashDevConfig(
-        data_dir=(data_dir / "qstash").resolve(), host=host, port=port, hold=hold
+        data_dir=(data_dir / "qstash").resolve(), host=host, port=port, hold=hold, routes=routes
     )
     for name, attribute in (
         ("QSTASH_TOKEN", "token"),
