@@ -12,7 +12,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $$(scripts/find-python) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[local,infra,dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[cli,local,infra,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with the service, local engines, infra and test tools

@@ -12,10 +12,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import ack, pipeline, rag, sync, transform_load
+from bench import ack, cold_start, pipeline, rag, sync, transform_load
 
 HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "ack": (ack.measure, ack.report),
+    "cold_start": (cold_start.measure, cold_start.report),
     "pipeline": (pipeline.measure, pipeline.report),
     "transform_load": (transform_load.measure, transform_load.report),
     "sync": (sync.measure, sync.report),

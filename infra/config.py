@@ -8,6 +8,7 @@ are validated by pydantic; a bad value stops the program with one message naming
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any, Literal
@@ -67,11 +68,28 @@ class RedisConfig(_Section):
     prod_pack: bool = False
 
 
+class WorkerParallelism(_Section):
+    """QStash flow control: most deliveries of each kind in flight at once (shared.topics)."""
+
+    events: int = Field(30, ge=1, le=1000)
+    sync: int = Field(10, ge=1, le=1000)
+    embed: int = Field(5, ge=1, le=1000)
+
+    @property
+    def total(self) -> int:
+        return self.events + self.sync + self.embed
+
+
 class LambdaConfig(_Section):
     memory_mb: int = Field(1024, ge=128, le=10240)
     # API Gateway HTTP APIs stop waiting after 30 s.
     timeout_seconds: int = Field(29, ge=3, le=29)
-    reserved_concurrency: int | None = Field(50, ge=1)
+    # Reserved concurrency per function: intake (Salla's webhooks) and workers (QStash
+    # deliveries and the app's API calls) never take each other's slots.
+    intake_concurrency: int = Field(20, ge=1)
+    worker_concurrency: int = Field(60, ge=2)
+    # The migrator runs the warehouse migrations on every deploy (up to Lambda's 15 minutes).
+    migrator_timeout_seconds: int = Field(900, ge=60, le=900)
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
     # Run in a VPC whose NAT gateway gives the function fixed egress IPs for ClickHouse.
     vpc_egress: bool = True
@@ -88,7 +106,8 @@ class LambdaConfig(_Section):
 
 
 class VercelConfig(_Section):
-    project_name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    # Default: salla-pipeline-<stack>, like every other account-level name.
+    project_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
     team_id: str | None = None
     region: str = "fra1"
     domain: str | None = None  # custom production domain; default <project>.vercel.app
@@ -134,6 +153,7 @@ class PipelineConfig(_Section):
     qstash_url: str = "https://qstash.upstash.io"
     qstash_retries: int = Field(3, ge=0, le=20)
     qstash_retry_delay: str | None = None
+    worker_parallelism: WorkerParallelism = Field(default_factory=WorkerParallelism)
     topic_subscribers: dict[str, list[str]] = Field(default_factory=dict)
     salla_webhook_strategy: Literal["signature", "token"] = "signature"
     # The Salla app's OAuth client id (refreshing merchant tokens for historical sync).
@@ -148,6 +168,13 @@ class PipelineConfig(_Section):
             raise ValueError("vercel settings are required when deployTarget is vercel")
         if self.environment == "prod" and self.clickhouse.allow_anywhere:
             raise ValueError("clickhouse.allowAnywhere is refused in prod")
+        workers = self.lambda_.worker_concurrency
+        if self.deploy_target == "lambda" and self.worker_parallelism.total >= workers:
+            raise ValueError(
+                f"workerParallelism (events + sync + embed = {self.worker_parallelism.total}) "
+                f"must stay below lambda.workerConcurrency ({workers}): QStash would meet "
+                "throttled workers, and the app's API calls need the rest"
+            )
         return self
 
     @property
@@ -172,7 +199,15 @@ class ConfigError(pulumi.RunError):
     """Reported by Pulumi as one message, without a traceback."""
 
 
-_SECTIONS = ("clickhouse", "redis", "lambda", "vercel", "rag", "topicSubscribers")
+_SECTIONS = (
+    "clickhouse",
+    "redis",
+    "lambda",
+    "vercel",
+    "rag",
+    "topicSubscribers",
+    "workerParallelism",
+)
 _SCALARS = (
     "environment",
     "deployTarget",
@@ -194,6 +229,21 @@ _SECRETS = {
     "salla_client_secret": "sallaClientSecret",
 }
 _RAG_SECRETS = {"openai_api_key": "openaiApiKey", "pinecone_api_key": "pineconeApiKey"}
+
+
+STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,20}$")
+
+
+def resource_prefix(stack: str) -> str:
+    """Every account-level name of a stack starts with this (QStash URL groups and flow-control
+    keys, the Redis database, the ClickHouse service, the Pinecone index, functions, log groups,
+    the Vercel project), so two stacks in one account never share a resource."""
+    if not STACK_NAME.match(stack):
+        raise ConfigError(
+            f"stack name {stack!r}: use 1-21 lowercase letters, digits and '-' (it prefixes "
+            "account-level resource names, e.g. salla-pipeline-<stack>-raw-events)"
+        )
+    return f"salla-pipeline-{stack}"
 
 
 def load() -> tuple[PipelineConfig, Secrets]:

@@ -1,9 +1,9 @@
-"""The deployed function's environment, built from the shared contract.
+"""A deployed function's environment, built from the shared contract.
 
-The service reads exactly the variables of `shared.contract.PipelineSettings`; this module
-refuses to build an environment that misses one or invents another, and wraps every variable the
-contract marks as secret in `pulumi.Output.secret`, so no credential is ever plain in the state
-or in a stack output.
+The service reads exactly the variables of `shared.contract.PipelineSettings` (the migrator
+those of `MigratorSettings`); this module refuses to build an environment that misses one or
+invents another, and wraps every variable the contract marks as secret in
+`pulumi.Output.secret`, so no credential is ever plain in the state or in a stack output.
 """
 
 from __future__ import annotations
@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pulumi
+from pydantic_settings import BaseSettings
 
-from shared.contract import env_var_names, secret_env_var_names
+from shared.contract import PipelineSettings, env_var_names, secret_env_var_names
 
 
 class EnvironmentMismatch(ValueError):
     pass
 
 
-def function_environment(values: Mapping[str, pulumi.Input[str]]) -> dict[str, pulumi.Output[str]]:
-    expected = set(env_var_names())
+def function_environment(
+    values: Mapping[str, pulumi.Input[str]], model: type[BaseSettings] = PipelineSettings
+) -> dict[str, pulumi.Output[str]]:
+    expected = set(env_var_names(model))
     missing = sorted(expected - set(values))
     extra = sorted(set(values) - expected)
     if missing or extra:
@@ -35,10 +38,10 @@ def function_environment(values: Mapping[str, pulumi.Input[str]]) -> dict[str, p
                 if part
             )
         )
-    secret = secret_env_var_names()
+    secret = secret_env_var_names(model)
     return {
         name: pulumi.Output.secret(values[name])
         if name in secret
         else pulumi.Output.from_input(values[name])
-        for name in env_var_names()
+        for name in env_var_names(model)
     }

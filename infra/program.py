@@ -1,8 +1,11 @@
 """The stack: warehouse, cache, queue topics and the service, wired through the shared contract.
 
-`__main__.py` only calls `run()`. Everything the service needs reaches its environment from
-resource outputs and stack secrets here; every credential stays a secret, in the state and in
-the outputs. Stateful resources (warehouse, cache, the generated keys) are protected in prod.
+`__main__.py` only calls `run()`. Every account-level name derives from the stack's name
+(`salla-pipeline-<stack>`), so several stacks share an AWS, Upstash, ClickHouse Cloud and
+Pinecone account without sharing a resource. Everything the service needs reaches its
+environment from resource outputs and stack secrets here; every credential stays a secret, in
+the state and in the outputs. Stateful resources (warehouse, cache, the generated keys) are
+protected in prod.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ from infra.components.vector_index import VectorIndex, VectorIndexArgs
 from infra.components.vercel_service import VercelService, VercelServiceArgs
 from infra.components.warehouse import Warehouse, WarehouseArgs
 from infra.function_environment import function_environment
+from shared.contract import MigratorSettings, Role
 from shared.topics import WEBHOOK_PATH
 
 RUNTIME_DATA_DIR = "/tmp/salla-pipeline"  # noqa: S108 - Lambda's only writable path; unused with Redis
 
 
 def run() -> None:
+    from data_pipeline.service_layer.schema import LATEST_SCHEMA_VERSION
+
     settings, secrets = stack_config.load()
-    prefix = f"salla-pipeline-{settings.environment}"
+    stack = pulumi.get_stack()
+    prefix = stack_config.resource_prefix(stack)
+    topic_prefix = f"{prefix}-"
     protect = settings.protected
     keep = pulumi.ResourceOptions(protect=protect)
 
@@ -56,11 +64,16 @@ def run() -> None:
     # Losing this key makes every stored merchant token unreadable: protected like the data.
     token_key = random.RandomBytes(f"{prefix}-token-key", length=32, opts=keep)
     fernet_key = token_key.base64.apply(lambda b64: b64.replace("+", "-").replace("/", "_"))
+    parallelism = settings.worker_parallelism
+    metrics = "emf" if settings.deploy_target == "lambda" else "prometheus"
 
-    def environment(public_url: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    def environment(public_url: pulumi.Output[str], role: Role) -> dict[str, pulumi.Output[str]]:
         return function_environment(
             {
                 "PIPELINE_ENVIRONMENT": "production",
+                "PIPELINE_DEPLOYMENT": stack,
+                "PIPELINE_ROLE": role.value,
+                "PIPELINE_METRICS": metrics,
                 "PIPELINE_PUBLIC_URL": public_url,
                 "PIPELINE_API_KEY": api_key.result,
                 "SALLA_WEBHOOK_SECRET": secrets.salla_webhook_secret,
@@ -75,6 +88,10 @@ def run() -> None:
                 "QSTASH_NEXT_SIGNING_KEY": secrets.qstash_next_signing_key,
                 "QSTASH_RETRIES": str(settings.qstash_retries),
                 "QSTASH_RETRY_DELAY": settings.qstash_retry_delay or "",
+                "QSTASH_TOPIC_PREFIX": topic_prefix,
+                "QSTASH_FLOW_PARALLELISM_EVENTS": str(parallelism.events),
+                "QSTASH_FLOW_PARALLELISM_SYNC": str(parallelism.sync),
+                "QSTASH_FLOW_PARALLELISM_EMBED": str(parallelism.embed),
                 "CLICKHOUSE_URL": warehouse.connection_string,
                 "CLICKHOUSE_DATABASE": warehouse.database,
                 "REDIS_URL": cache.redis_url,
@@ -95,11 +112,41 @@ def run() -> None:
 
     service: LambdaService | VercelService
     if settings.deploy_target == "lambda":
-        service = LambdaService(prefix, LambdaServiceArgs(settings.lambda_, environment, network))
+        migrator_environment = function_environment(
+            {
+                "REDIS_URL": cache.redis_url,
+                "CLICKHOUSE_DATABASE": warehouse.database,
+                "LOG_LEVEL": settings.log_level,
+            },
+            MigratorSettings,
+        )
+        service = LambdaService(
+            prefix,
+            LambdaServiceArgs(
+                settings.lambda_,
+                environment,
+                migrator_environment,
+                warehouse.migration_credentials,
+                LATEST_SCHEMA_VERSION,
+                network,
+            ),
+        )
     else:
         assert settings.vercel is not None
-        service = VercelService(prefix, VercelServiceArgs(settings.vercel, environment))
-    messaging = Messaging(prefix, MessagingArgs(service.endpoint, settings.topic_subscribers))
+        service = VercelService(
+            prefix,
+            VercelServiceArgs(
+                settings.vercel,
+                settings.vercel.project_name or prefix,
+                environment,
+                warehouse.migration_credentials,
+                LATEST_SCHEMA_VERSION,
+                api_key.result,
+            ),
+        )
+    messaging = Messaging(
+        prefix, MessagingArgs(service.endpoint, topic_prefix, settings.topic_subscribers)
+    )
 
     pulumi.export("pipeline_endpoint", service.endpoint)
     pulumi.export("webhook_url", pulumi.Output.concat(service.endpoint, WEBHOOK_PATH))

@@ -20,11 +20,16 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.topics import EMBED_FLOW, EVENTS_FLOW, SYNC_FLOW, scoped
+
 # The public, deterministic credentials of QStash's local development server (Upstash documents
 # them as dev-only). The local QStash-compatible server uses the same ones by default.
 DEV_QSTASH_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
 DEV_QSTASH_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 DEV_QSTASH_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
+# The warehouse's database users: created by the migrator, named in the DSNs infra builds.
+WAREHOUSE_WRITER = "pipeline_writer"  # the pipeline: SELECT, INSERT
+WAREHOUSE_READER = "app_reader"  # the app: SELECT on the read contract
 _PUBLIC_DEV_SECRETS = frozenset(
     {DEV_QSTASH_TOKEN, DEV_QSTASH_CURRENT_SIGNING_KEY, DEV_QSTASH_NEXT_SIGNING_KEY}
 )
@@ -50,6 +55,26 @@ class ConfigurationError(Exception):
     """Configuration is missing or malformed. The message is one line naming the variables."""
 
 
+def _database_name(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError("must be a plain identifier (letters, digits, underscore)")
+    return value
+
+
+def _redis_url(value: SecretStr) -> SecretStr:
+    if urlsplit(value.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+class Role(StrEnum):
+    """Which endpoints a deployed function serves (intake and workers scale separately)."""
+
+    ALL = "all"  # one process serves everything (local, Vercel)
+    INTAKE = "intake"  # Salla webhooks only: verify, queue, acknowledge
+    WORKER = "worker"  # QStash deliveries and the app's API calls
+
+
 class PipelineSettings(BaseSettings):
     """Every environment variable the data-pipeline service reads (names are upper-cased)."""
 
@@ -57,7 +82,23 @@ class PipelineSettings(BaseSettings):
 
     pipeline_environment: Environment = Field(
         Environment.PRODUCTION,
-        description="local | test | production. Production refuses the public dev credentials.",
+        description="local | test | production. Production refuses the public dev credentials "
+        "and local-only backends.",
+    )
+    pipeline_deployment: str = Field(
+        "local",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+        description="This deployment's name (the Pulumi stack): a dimension of every metric.",
+    )
+    pipeline_role: Role = Field(
+        Role.ALL,
+        description="all | intake | worker: the endpoints this function serves. Intake (Salla "
+        "webhooks) gets its own function and concurrency so workers can never starve it.",
+    )
+    pipeline_metrics: Literal["prometheus", "emf"] = Field(
+        "prometheus",
+        description="prometheus: GET /metrics (service key in production). emf: CloudWatch "
+        "Embedded Metric Format lines in the function's log, where Lambda users look.",
     )
     pipeline_public_url: AnyHttpUrl = Field(
         description="Base URL QStash delivers to; signatures are verified against it + the path."
@@ -84,6 +125,28 @@ class PipelineSettings(BaseSettings):
         None,
         max_length=200,
         description="QStash retry delay expression in milliseconds (unset: QStash's backoff).",
+    )
+    qstash_topic_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]{0,60}$",
+        description="Prefix of this deployment's QStash URL groups and flow-control keys, which "
+        "are account-level: one per stack, e.g. salla-pipeline-prod-.",
+    )
+    # Defaults fit one local process, whose group-commit loader batches across concurrent
+    # deliveries (fewer in flight means smaller warehouse inserts); a deployment sets its own
+    # from its worker function's concurrency (infra: pipeline:workerParallelism).
+    qstash_flow_parallelism_events: int = Field(
+        64,
+        ge=0,
+        le=1000,
+        description="Most raw-event deliveries in flight at once (QStash flow control; 0: "
+        "unlimited). Keep the three below the worker function's concurrency.",
+    )
+    qstash_flow_parallelism_sync: int = Field(
+        8, ge=0, le=1000, description="Most historical-sync steps in flight at once (0: unlimited)."
+    )
+    qstash_flow_parallelism_embed: int = Field(
+        8, ge=0, le=1000, description="Most embed steps in flight at once (0: unlimited)."
     )
     salla_api_base_url: AnyHttpUrl = Field(
         AnyHttpUrl("https://api.salla.dev/admin/v2"), description="Salla Admin API base URL."
@@ -139,7 +202,9 @@ class PipelineSettings(BaseSettings):
         None, description="The index's data-plane host (skips the describe-index lookup)."
     )
     redis_url: SecretStr | None = Field(
-        None, description="redis:// or rediss:// URL of the state store; unset = embedded SQLite."
+        None,
+        description="redis:// or rediss:// URL of the state store; unset = embedded SQLite "
+        "(local only: production requires Redis).",
     )
     token_encryption_key: SecretStr = Field(
         description="Fernet key(s), comma-separated newest first, encrypting merchant tokens."
@@ -212,20 +277,12 @@ class PipelineSettings(BaseSettings):
     @field_validator("clickhouse_database")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError("must be a plain identifier (letters, digits, underscore)")
-        return value
+        return _database_name(value)
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in (
-            "redis",
-            "rediss",
-            "unix",
-        ):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
+        return None if value is None else _redis_url(value)
 
     @field_validator("token_encryption_key")
     @classmethod
@@ -252,6 +309,16 @@ class PipelineSettings(BaseSettings):
                 problems[name] = f"must be at least {_MIN_SECRET_LENGTH} characters"
         if self.pipeline_public_url.scheme != "https":
             problems["pipeline_public_url"] = "must be https in production"
+        # Local-only backends: per-instance state would break token refresh single-flight, the
+        # shared Salla request budget, sync leases and compare-and-set across instances.
+        if self.redis_url is None:
+            problems["redis_url"] = (
+                "is required in production (embedded SQLite state is per instance)"
+            )
+        if urlsplit(self.clickhouse_url.get_secret_value()).scheme == "chdb":
+            problems["clickhouse_url"] = (
+                "must be a ClickHouse server (https://…) in production; chdb:// is local-only"
+            )
         # Access tokens expire after 14 days; historical sync must be able to refresh them.
         if not self.salla_client_id:
             problems["salla_client_id"] = "is required in production (token refresh)"
@@ -262,6 +329,19 @@ class PipelineSettings(BaseSettings):
                 "; ".join(f"{name.upper()} {why}" for name, why in sorted(problems.items()))
             )
         return self
+
+    def topic(self, name: str) -> str:
+        """This deployment's name of a QStash URL group or flow-control key (shared.topics)."""
+        return scoped(self.qstash_topic_prefix, name)
+
+    @property
+    def flow_parallelism(self) -> dict[str, int]:
+        """Flow-control key (shared.topics) → most deliveries in flight; 0: unlimited."""
+        return {
+            EVENTS_FLOW: self.qstash_flow_parallelism_events,
+            SYNC_FLOW: self.qstash_flow_parallelism_sync,
+            EMBED_FLOW: self.qstash_flow_parallelism_embed,
+        }
 
     def delivery_url(self, path: str) -> str:
         """The exact URL QStash signs as `sub` for deliveries to `path`."""
@@ -282,17 +362,45 @@ class PipelineSettings(BaseSettings):
         return self.embedding_dimensions or KNOWN_EMBEDDING_DIMENSIONS.get(self.embedding_model)
 
 
-def env_var_names() -> list[str]:
-    """Every environment variable of the contract, in declaration order."""
-    return [name.upper() for name in PipelineSettings.model_fields]
+class MigratorSettings(BaseSettings):
+    """The environment of the migrator function (entrypoints/migrate_handler.py). It holds no
+    warehouse credential: the deployment hands the admin connection to each invocation."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    redis_url: SecretStr = Field(description="The state store holding the migration lease.")
+    clickhouse_database: str = Field("analytics", description="Warehouse database name.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Minimum level of the JSON logs."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        return _redis_url(value)
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return _database_name(value)
 
 
-def secret_env_var_names() -> frozenset[str]:
+def load_migrator_settings() -> MigratorSettings:
+    try:
+        return MigratorSettings()  # type: ignore[call-arg]  # from the environment
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+def env_var_names(model: type[BaseSettings] = PipelineSettings) -> list[str]:
+    """Every environment variable of a function's contract, in declaration order."""
+    return [name.upper() for name in model.model_fields]
+
+
+def secret_env_var_names(model: type[BaseSettings] = PipelineSettings) -> frozenset[str]:
     """The variables whose values are secrets (and must be Pulumi secrets)."""
     return frozenset(
-        name.upper()
-        for name, field in PipelineSettings.model_fields.items()
-        if _is_secret(field.annotation)
+        name.upper() for name, field in model.model_fields.items() if _is_secret(field.annotation)
     )
 
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-# QStash URL groups ("topics").
+# QStash URL groups ("topics"). URL groups and flow-control keys are account-level, so every
+# deployment prefixes them (QSTASH_TOPIC_PREFIX, one per stack): `scoped(prefix, name)`.
 RAW_EVENTS_TOPIC = "raw-events"
 CDC_EVENTS_TOPIC = "cdc-events"
 NOTIFICATIONS_TOPIC = "notifications"
 ALL_TOPICS = (RAW_EVENTS_TOPIC, CDC_EVENTS_TOPIC, NOTIFICATIONS_TOPIC)
+
+# QStash flow-control keys, one per kind of worker delivery, each with its own parallelism: a
+# backfill or an embedding backlog can never take the worker slots real-time events need, and
+# together they stay below the worker function's concurrency, so QStash never meets a throttle.
+EVENTS_FLOW = "events"
+SYNC_FLOW = "sync"
+EMBED_FLOW = "embed"
+ALL_FLOWS = (EVENTS_FLOW, SYNC_FLOW, EMBED_FLOW)
+
+
+def scoped(prefix: str, name: str) -> str:
+    """A deployment's own name for an account-level QStash resource."""
+    return prefix + name
+
 
 # Paths served by the data-pipeline service.
 WEBHOOK_PATH = "/api/webhooks/salla"
@@ -14,6 +29,7 @@ PROCESS_EVENT_PATH = "/api/queue/process-event"
 SYNC_STEP_PATH = "/api/queue/sync-step"
 EMBED_PATH = "/api/queue/embed"
 HEALTH_PATH = "/healthz"
+MIGRATE_PATH = "/api/ops/migrate"
 
 # Which service path each topic delivers to. Topics without an entry have no subscriber in this
 # service (other services add their own endpoints to them).

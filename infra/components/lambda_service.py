@@ -1,15 +1,26 @@
-"""The service on AWS Lambda (Python 3.12, arm64) behind an API Gateway HTTP API, via Mangum.
+"""The service on AWS Lambda (Python 3.12, arm64) behind one API Gateway HTTP API, via Mangum.
 
-Breaking the URL cycle: the function's environment must contain its own public URL (QStash signs
-deliveries for that exact URL, and the service checks it), and the QStash topic needs it too. A
-Function URL only exists after the function, so it cannot appear in the function's environment.
-An HTTP API's endpoint exists as soon as the API does: the API is created first, the function
-gets `PIPELINE_PUBLIC_URL = api.api_endpoint`, and only the integration and route (which need
-the function) come after it. QStash topics depend on the API endpoint, never on the function.
+Three functions from one bundle, so that no kind of work can starve another:
+- intake (`PIPELINE_ROLE=intake`): `POST /api/webhooks/salla` only, with its own reserved
+  concurrency. Salla retries a failed webhook only a few times; a backfill, a DLQ replay or a
+  burst of deliveries must never take its slots.
+- worker (`PIPELINE_ROLE=worker`): every other route (QStash deliveries, the app's API). QStash
+  flow control keeps its deliveries below this function's reserved concurrency.
+- migrator: no route. The deployment invokes it (`aws.lambda_.Invocation`) before the other two
+  are updated: it runs inside the VPC, whose NAT address the warehouse admits, and converges the
+  schema and the database users under a lease (entrypoints/migrate_handler.py). Its reserved
+  concurrency of 1 and the lease keep two deploys from migrating at once.
+
+Breaking the URL cycle: a function's environment must contain the public URL (QStash signs
+deliveries for that exact URL, and the service checks it), and the QStash topics need it too.
+The API is created first, its endpoint goes into the environment, and only the integrations and
+routes (which need the functions) come after it. Topics depend on the endpoint, never on a
+function.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,16 +29,24 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.bundle import HANDLER, ROOT
+from infra.bundle import HANDLER, MIGRATOR_HANDLER, ROOT
 from infra.components.network import Network
 from infra.config import LambdaConfig
+from shared.contract import Role
+from shared.topics import WEBHOOK_PATH
+
+MIGRATE_OPERATION = "migrate-warehouse"
 
 
 @dataclass
 class LambdaServiceArgs:
     config: LambdaConfig
-    # Given the public base URL, the function's environment (see infra/function_environment.py).
-    environment: Callable[[pulumi.Output[str]], dict[str, pulumi.Output[str]]]
+    # Given the public base URL and a role, a function's environment (infra/function_environment).
+    environment: Callable[[pulumi.Output[str], Role], dict[str, pulumi.Output[str]]]
+    migrator_environment: dict[str, pulumi.Output[str]]
+    # The migration's secret part: {adminUrl, writerPassword, readerPassword}.
+    migration_credentials: pulumi.Output[dict[str, str]]
+    schema_version: int
     network: Network | None
 
 
@@ -41,15 +60,11 @@ class LambdaService(pulumi.ComponentResource):
         bundle = ROOT / config.bundle_path
         if not bundle.exists():
             raise pulumi.RunError(f"{bundle} is missing: run `make bundle` before preview/up")
+        self._name, self._args, self._bundle = name, args, bundle
+        self._code = pulumi.FileArchive(str(Path(bundle)))
 
         self.api = aws.apigatewayv2.Api(f"{name}-api", protocol_type="HTTP", opts=child)
         self.endpoint = self.api.api_endpoint
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{name}",
-            retention_in_days=config.log_retention_days,
-            opts=child,
-        )
         self.role = aws.iam.Role(
             f"{name}-role",
             assume_role_policy=json.dumps(
@@ -66,79 +81,163 @@ class LambdaService(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        functions = ("intake", "worker", "migrator")
+        self.log_groups = {
+            function: aws.cloudwatch.LogGroup(
+                f"{name}-{function}-logs",
+                name=f"/aws/lambda/{name}-{function}",
+                retention_in_days=config.log_retention_days,
+                opts=child,
+            )
+            for function in functions
+        }
+        policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
-            policy=self.log_group.arn.apply(lambda arn: _least_privilege(arn, args.network)),
+            policy=pulumi.Output.all(*(g.arn for g in self.log_groups.values())).apply(
+                lambda arns: _least_privilege(arns, args.network)
+            ),
             opts=child,
         )
-        vpc_config = None
-        if args.network is not None:
-            vpc_config = aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=[subnet.id for subnet in args.network.private_subnets],
-                security_group_ids=[args.network.function_security_group.id],
-            )
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=name,
-            runtime="python3.12",
-            architectures=["arm64"],
+        self.migrator = self._function(
+            "migrator",
+            handler=MIGRATOR_HANDLER,
+            environment=args.migrator_environment,
+            timeout=config.migrator_timeout_seconds,
+            concurrency=1,
+            depends_on=[policy],
+        )
+        self.migration = aws.lambda_.Invocation(
+            f"{name}-migrate",
+            function_name=self.migrator.name,
+            input=pulumi.Output.secret(
+                args.migration_credentials.apply(
+                    lambda secret: json.dumps(
+                        {
+                            "operation": MIGRATE_OPERATION,
+                            "schemaVersion": args.schema_version,
+                            **secret,
+                        }
+                    )
+                )
+            ),
+            # Every deploy of new code converges again (idempotent: no-op migrations, users and
+            # grants reset), so a missed or failed run never leaves the schema behind the code.
+            triggers={
+                "schemaVersion": str(args.schema_version),
+                "bundle": hashlib.sha256(bundle.read_bytes()).hexdigest(),
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The migrator leaves through the NAT gateway: its routes must exist first.
+                depends_on=[self.migrator, *(args.network.egress_ready if args.network else [])],
+            ),
+        )
+        # Serving functions change only after the warehouse is at the schema their code needs.
+        after_migration = [policy, self.migration]
+        self.intake = self._function(
+            "intake",
             handler=HANDLER,
-            code=pulumi.FileArchive(str(Path(bundle))),
-            role=self.role.arn,
-            memory_size=config.memory_mb,
+            environment=args.environment(self.endpoint, Role.INTAKE),
             timeout=config.timeout_seconds,
-            reserved_concurrent_executions=config.reserved_concurrency,
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables=args.environment(self.endpoint)
-            ),
-            vpc_config=vpc_config,
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="Text", log_group=self.log_group.name
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
+            concurrency=config.intake_concurrency,
+            depends_on=after_migration,
         )
-        integration = aws.apigatewayv2.Integration(
-            f"{name}-integration",
-            api_id=self.api.id,
-            integration_type="AWS_PROXY",
-            integration_uri=self.function.invoke_arn,
-            payload_format_version="2.0",
-            timeout_milliseconds=config.timeout_seconds * 1000,
-            opts=child,
+        self.worker = self._function(
+            "worker",
+            handler=HANDLER,
+            environment=args.environment(self.endpoint, Role.WORKER),
+            timeout=config.timeout_seconds,
+            concurrency=config.worker_concurrency,
+            depends_on=after_migration,
         )
-        route = aws.apigatewayv2.Route(
-            f"{name}-route",
-            api_id=self.api.id,
-            route_key="$default",
-            target=integration.id.apply(lambda id_: f"integrations/{id_}"),
-            opts=child,
-        )
+        routes = [
+            self._route("intake", self.intake, f"POST {WEBHOOK_PATH}"),
+            self._route("worker", self.worker, "$default"),
+        ]
         aws.apigatewayv2.Stage(
             f"{name}-stage",
             api_id=self.api.id,
             name="$default",
             auto_deploy=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[route]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=routes),
+        )
+        self.register_outputs({"endpoint": self.endpoint})
+
+    def _function(
+        self,
+        function: str,
+        *,
+        handler: str,
+        environment: dict[str, pulumi.Output[str]],
+        timeout: int,
+        concurrency: int,
+        depends_on: list[pulumi.Resource],
+    ) -> aws.lambda_.Function:
+        network = self._args.network
+        vpc_config = None
+        if network is not None:
+            vpc_config = aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=[subnet.id for subnet in network.private_subnets],
+                security_group_ids=[network.function_security_group.id],
+            )
+        log_group = self.log_groups[function]
+        return aws.lambda_.Function(
+            f"{self._name}-{function}",
+            name=f"{self._name}-{function}",
+            runtime="python3.12",
+            architectures=["arm64"],
+            handler=handler,
+            code=self._code,
+            role=self.role.arn,
+            memory_size=self._args.config.memory_mb,
+            timeout=timeout,
+            reserved_concurrent_executions=concurrency,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+            vpc_config=vpc_config,
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="Text", log_group=log_group.name
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, *depends_on]),
+        )
+
+    def _route(
+        self, function: str, target: aws.lambda_.Function, route_key: str
+    ) -> aws.apigatewayv2.Route:
+        child = pulumi.ResourceOptions(parent=self)
+        integration = aws.apigatewayv2.Integration(
+            f"{self._name}-{function}-integration",
+            api_id=self.api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=target.invoke_arn,
+            payload_format_version="2.0",
+            timeout_milliseconds=self._args.config.timeout_seconds * 1000,
+            opts=child,
         )
         aws.lambda_.Permission(
-            f"{name}-invoke",
+            f"{self._name}-{function}-invoke",
             action="lambda:InvokeFunction",
-            function=self.function.name,
+            function=target.name,
             principal="apigateway.amazonaws.com",
             source_arn=self.api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
             opts=child,
         )
-        self.register_outputs({"endpoint": self.endpoint})
+        return aws.apigatewayv2.Route(
+            f"{self._name}-{function}-route",
+            api_id=self.api.id,
+            route_key=route_key,
+            target=integration.id.apply(lambda id_: f"integrations/{id_}"),
+            opts=child,
+        )
 
 
-def _least_privilege(log_group_arn: str, network: Network | None) -> str:
+def _least_privilege(log_group_arns: list[str], network: Network | None) -> str:
     statements = [
         {
             "Sid": "WriteOwnLogs",
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [f"{log_group_arn}:*"],
+            "Resource": [f"{arn}:*" for arn in log_group_arns],
         }
     ]
     if network is not None:

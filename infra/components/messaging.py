@@ -1,5 +1,8 @@
-"""QStash URL groups ("topics"), named by the shared contract.
+"""QStash URL groups ("topics"), named by the shared contract and scoped to the stack.
 
+URL groups are account-level and `QStashTopicV2` owns a group's whole endpoint list, so each
+stack has its own groups (`<prefix>raw-events`, …; the service learns the prefix from
+QSTASH_TOPIC_PREFIX): deploying or destroying one stack never touches another's.
 `raw-events` delivers to the service's `/api/queue/process-event` at the deployed base URL.
 `cdc-events` and `notifications` are provisioned for other services, which are subscribed through
 `pipeline:topicSubscribers` (a topic nobody subscribes to yet is created empty). The QStash token
@@ -13,12 +16,13 @@ from dataclasses import dataclass, field
 import pulumi
 import upstash_pulumi as upstash
 
-from shared.topics import ALL_TOPICS, TOPIC_DELIVERY_PATHS
+from shared.topics import ALL_TOPICS, TOPIC_DELIVERY_PATHS, scoped
 
 
 @dataclass
 class MessagingArgs:
     service_base_url: pulumi.Input[str]
+    topic_prefix: str
     subscribers: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -46,8 +50,13 @@ class Messaging(pulumi.ComponentResource):
             child = pulumi.ResourceOptions(parent=self)
             if ours or args.subscribers.get(topic):
                 self.topics[topic] = upstash.QStashTopicV2(
-                    f"{name}-{topic}", name=topic, endpoints=urls, opts=child
+                    f"{name}-{topic}",
+                    name=scoped(args.topic_prefix, topic),
+                    endpoints=urls,
+                    opts=child,
                 )
             else:
-                self.topics[topic] = upstash.QStashTopic(f"{name}-{topic}", name=topic, opts=child)
+                self.topics[topic] = upstash.QStashTopic(
+                    f"{name}-{topic}", name=scoped(args.topic_prefix, topic), opts=child
+                )
         self.register_outputs({"topics": list(self.topics)})

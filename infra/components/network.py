@@ -62,6 +62,8 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.private_subnets = []
+        # What must exist before a function in these subnets can reach the internet.
+        self.egress_ready: list[pulumi.Resource] = [nat, private_routes]
         for index, zone in enumerate(args.availability_zones, start=1):
             subnet = aws.ec2.Subnet(
                 f"{name}-private-{index}",
@@ -70,13 +72,14 @@ class Network(pulumi.ComponentResource):
                 availability_zone=zone,
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            association = aws.ec2.RouteTableAssociation(
                 f"{name}-private-assoc-{index}",
                 subnet_id=subnet.id,
                 route_table_id=private_routes.id,
                 opts=child,
             )
             self.private_subnets.append(subnet)
+            self.egress_ready.append(association)
         self.function_security_group = aws.ec2.SecurityGroup(
             f"{name}-function",
             vpc_id=self.vpc.id,

@@ -38,6 +38,7 @@ class VectorIndex(pulumi.ComponentResource):
         )
         self.index = pinecone.Index(
             f"{name}-vectors",
+            # Pinecone index names are project-wide: the default is the stack's own.
             name=config.index_name or f"{name}-vectors",
             dimension=config.dimensions,
             metric="cosine",

@@ -1,4 +1,5 @@
-"""The service on Vercel: project, sensitive environment variables, production deployment.
+"""The service on Vercel: project, sensitive environment variables, production deployment, and
+the warehouse migration run through the live deployment (components/deployed_migration.py).
 
 No URL cycle here: a Vercel project's production URL is known from its name (or the configured
 domain) before anything is created, so the environment and the QStash topics use it directly.
@@ -9,6 +10,7 @@ IPs), which the program requires.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,14 +18,21 @@ import pulumi
 import pulumiverse_vercel as vercel
 
 from infra.bundle import ROOT
+from infra.components.deployed_migration import DeployedMigration
+from infra.components.lambda_service import MIGRATE_OPERATION
 from infra.config import VercelConfig
-from shared.contract import secret_env_var_names
+from shared.contract import Role, secret_env_var_names
+from shared.topics import MIGRATE_PATH
 
 
 @dataclass
 class VercelServiceArgs:
     config: VercelConfig
-    environment: Callable[[pulumi.Output[str]], dict[str, pulumi.Output[str]]]
+    project_name: str
+    environment: Callable[[pulumi.Output[str], Role], dict[str, pulumi.Output[str]]]
+    migration_credentials: pulumi.Output[dict[str, str]]
+    schema_version: int
+    api_key: pulumi.Output[str]
 
 
 class VercelService(pulumi.ComponentResource):
@@ -34,11 +43,11 @@ class VercelService(pulumi.ComponentResource):
         config = args.config
         child = pulumi.ResourceOptions(parent=self)
         self.endpoint = pulumi.Output.from_input(
-            f"https://{config.domain or config.project_name + '.vercel.app'}"
+            f"https://{config.domain or args.project_name + '.vercel.app'}"
         )
         self.project = vercel.Project(
             f"{name}-project",
-            name=config.project_name,
+            name=args.project_name,
             team_id=config.team_id,
             serverless_function_region=config.region,
             opts=child,
@@ -55,7 +64,9 @@ class VercelService(pulumi.ComponentResource):
                 sensitive=key in secret,
                 opts=child,
             )
-            for key, value in args.environment(self.endpoint).items()
+            # One Vercel project serves both intake and workers; QStash flow control keeps the
+            # workers' share bounded (Vercel has no per-route concurrency to reserve).
+            for key, value in args.environment(self.endpoint, Role.ALL).items()
         ]
         files = vercel.get_project_directory_output(path=str(ROOT)).files
         self.deployment = vercel.Deployment(
@@ -65,5 +76,18 @@ class VercelService(pulumi.ComponentResource):
             files=files,
             production=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=variables),
+        )
+        request = args.migration_credentials.apply(
+            lambda secret: json.dumps(
+                {"operation": MIGRATE_OPERATION, "schemaVersion": args.schema_version, **secret}
+            )
+        )
+        self.migration = DeployedMigration(
+            f"{name}-migrate",
+            url=pulumi.Output.concat(self.endpoint, MIGRATE_PATH),
+            request=request,
+            api_key=args.api_key,
+            triggers={"schemaVersion": str(args.schema_version), "deployment": self.deployment.id},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
         )
         self.register_outputs({"endpoint": self.endpoint})

@@ -1,9 +1,11 @@
 """ClickHouse Cloud: the service, its backups and allow list, and least-privilege users.
 
-Three generated passwords (pulumi-random, secret): the service's `default` admin user, used only
-by `pulumi up` to migrate and manage users, the pipeline's writer and the app's reader. The
-connection strings are secret outputs. The allow list is the configured sources plus the
-deployed service's egress IPs, so the function can reach the warehouse and nothing else can.
+Three generated passwords (pulumi-random, secret): the service's `default` admin user, the
+pipeline's writer and the app's reader. The connection strings are secret outputs. The allow
+list is the configured sources plus the deployed service's egress IPs, so the functions can
+reach the warehouse and nothing else can, including the machine running `pulumi up`: the
+deployment's migrator function creates the schema and the users (`migration_request`, handed to
+it by the service component; docs/infrastructure.md).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import pulumi
 import pulumi_random as random
 import pulumiverse_clickhouse as clickhouse
 
-from infra.components.clickhouse_access import READER, WRITER, ClickHouseAccess
 from infra.config import ClickHouseConfig
+from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 
 
 @dataclass
@@ -68,18 +70,17 @@ class Warehouse(pulumi.ComponentResource):
                 pulumi.Output.format("https://{0}:{1}@{2}:{3}", user, password, host, port)
             )
 
-        admin_dsn = dsn("default", passwords["admin"].result)
-        self.access = ClickHouseAccess(
-            f"{name}-access",
-            admin_dsn=admin_dsn,
-            database=config.database,
-            writer_password=passwords["writer"].result,
-            reader_password=passwords["reader"].result,
-            opts=child,
-        )
-        self.connection_string = dsn(WRITER, passwords["writer"].result)
-        self.read_only_connection_string = dsn(READER, passwords["reader"].result)
+        self.connection_string = dsn(WAREHOUSE_WRITER, passwords["writer"].result)
+        self.read_only_connection_string = dsn(WAREHOUSE_READER, passwords["reader"].result)
         self.database = config.database
+        # What the migrator needs, as one secret: the admin connection and the users' passwords.
+        self.migration_credentials = pulumi.Output.secret(
+            pulumi.Output.all(
+                adminUrl=dsn("default", passwords["admin"].result),
+                writerPassword=passwords["writer"].result,
+                readerPassword=passwords["reader"].result,
+            )
+        )
         self.register_outputs(
             {
                 "connection_string": self.connection_string,

@@ -1,40 +1,43 @@
 """The one place concrete adapters are chosen and wired, from configuration only.
 
 Called once per process (cold start, dev stack) and by tests, which may pass their own adapters.
+Adapters are imported where they are built, not at module level: a cold start imports only
+what its function uses (the intake function never loads the warehouse client, Redis, the
+Salla API client or the embeddings SDK).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from qstash import Receiver
-
-from data_pipeline.adapters.clickhouse_vectors import ClickHouseVectorIndex
-from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
-from data_pipeline.adapters.embeddings import OpenAIEmbedder
 from data_pipeline.adapters.qstash_queue import QStashQueue
-from data_pipeline.adapters.rag_source import WarehouseDocuments
-from data_pipeline.adapters.salla_api import SallaGateway
-from data_pipeline.adapters.salla_oauth import SallaOAuth
-from data_pipeline.adapters.state import StateStore
-from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.vector_index import VectorIndex
-from data_pipeline.adapters.warehouse import Warehouse
 from data_pipeline.observability.logging import configure_logging
 from data_pipeline.observability.metrics import PipelineMetrics
 from data_pipeline.service_layer.ingest import WebhookIngress
-from data_pipeline.service_layer.loader import GroupCommitLoader
-from data_pipeline.service_layer.merchant_tokens import TokenProvider
-from data_pipeline.service_layer.processing import EventProcessor
-from data_pipeline.service_layer.rag import EmbedFeed, RagIndexer, RagSearch
-from data_pipeline.service_layer.sync import SyncOrchestrator
 from shared.contract import PipelineSettings
 from shared.topics import EMBED_PATH, SYNC_STEP_PATH
+
+if TYPE_CHECKING:
+    from qstash import Receiver
+
+    from data_pipeline.adapters.embedder import Embedder
+    from data_pipeline.adapters.salla_api import SallaGateway
+    from data_pipeline.adapters.salla_oauth import SallaOAuth
+    from data_pipeline.adapters.state import StateStore
+    from data_pipeline.adapters.token_cipher import TokenCipher
+    from data_pipeline.adapters.vector_index import VectorIndex
+    from data_pipeline.adapters.warehouse import Warehouse
+    from data_pipeline.service_layer.loader import GroupCommitLoader
+    from data_pipeline.service_layer.merchant_tokens import TokenProvider
+    from data_pipeline.service_layer.processing import EventProcessor
+    from data_pipeline.service_layer.rag import EmbedFeed, RagIndexer, RagSearch
+    from data_pipeline.service_layer.sync import SyncOrchestrator
 
 
 @dataclass
 class Rag:
-    embedder: OpenAIEmbedder
+    embedder: Embedder
     vectors: VectorIndex
     indexer: RagIndexer
     search: RagSearch
@@ -45,15 +48,24 @@ class Rag:
 
 
 @dataclass
-class Container:
+class IntakeContainer:
+    """What the intake function needs: verify Salla's webhooks and hand them to QStash."""
+
     settings: PipelineSettings
     metrics: PipelineMetrics
-    warehouse: Warehouse
     queue: QStashQueue
+    ingress: WebhookIngress
+
+    async def aclose(self) -> None:
+        await self.queue.close()
+
+
+@dataclass
+class Container(IntakeContainer):
+    warehouse: Warehouse
     state: StateStore
     cipher: TokenCipher
     loader: GroupCommitLoader
-    ingress: WebhookIngress
     processor: EventProcessor
     receiver: Receiver
     salla: SallaGateway
@@ -87,6 +99,13 @@ def build_state_store(settings: PipelineSettings) -> StateStore:
 def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStore) -> Rag | None:
     if not settings.rag_active:
         return None
+    # Imported here: `openai` (and the vector clients) cost a cold start with RAG off nothing.
+    from data_pipeline.adapters.clickhouse_vectors import ClickHouseVectorIndex
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.embeddings import OpenAIEmbedder
+    from data_pipeline.adapters.rag_source import WarehouseDocuments
+    from data_pipeline.service_layer.rag import RagIndexer, RagSearch
+
     if not isinstance(warehouse, ClickHouseWarehouse):
         raise ValueError("RAG reads its documents from the ClickHouse warehouse")
     dimensions = settings.vector_dimensions
@@ -116,6 +135,37 @@ def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStor
     return Rag(embedder, vectors, indexer, RagSearch(embedder=embedder, index=vectors))
 
 
+def _queue(settings: PipelineSettings) -> QStashQueue:
+    return QStashQueue(
+        token=settings.qstash_token.get_secret_value(),
+        base_url=str(settings.qstash_url).rstrip("/"),
+        retries=settings.qstash_retries,
+        retry_delay=settings.qstash_retry_delay,
+        topic_prefix=settings.qstash_topic_prefix,
+        flow_parallelism=settings.flow_parallelism,
+    )
+
+
+def _ingress(
+    settings: PipelineSettings, queue: QStashQueue, metrics: PipelineMetrics
+) -> WebhookIngress:
+    return WebhookIngress(
+        queue,
+        metrics,
+        secret=settings.salla_webhook_secret.get_secret_value().encode(),
+        strategy=settings.salla_webhook_strategy,
+    )
+
+
+def bootstrap_intake(
+    settings: PipelineSettings, *, metrics: PipelineMetrics | None = None
+) -> IntakeContainer:
+    configure_logging(settings.log_level)
+    metrics = metrics or PipelineMetrics()
+    queue = _queue(settings)
+    return IntakeContainer(settings, metrics, queue, _ingress(settings, queue, metrics))
+
+
 def bootstrap(
     settings: PipelineSettings,
     *,
@@ -123,18 +173,25 @@ def bootstrap(
     state: StateStore | None = None,
     metrics: PipelineMetrics | None = None,
 ) -> Container:
+    from qstash import Receiver
+
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.salla_api import SallaGateway
+    from data_pipeline.adapters.salla_oauth import SallaOAuth
+    from data_pipeline.adapters.token_cipher import TokenCipher
+    from data_pipeline.service_layer.loader import GroupCommitLoader
+    from data_pipeline.service_layer.merchant_tokens import TokenProvider
+    from data_pipeline.service_layer.processing import EventProcessor
+    from data_pipeline.service_layer.rag import EmbedFeed
+    from data_pipeline.service_layer.sync import SyncOrchestrator
+
     configure_logging(settings.log_level)
     metrics = metrics or PipelineMetrics()
     warehouse = warehouse or ClickHouseWarehouse(
         settings.clickhouse_url.get_secret_value(), settings.clickhouse_database
     )
     state = state or build_state_store(settings)
-    queue = QStashQueue(
-        token=settings.qstash_token.get_secret_value(),
-        base_url=str(settings.qstash_url).rstrip("/"),
-        retries=settings.qstash_retries,
-        retry_delay=settings.qstash_retry_delay,
-    )
+    queue = _queue(settings)
     cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
     loader = GroupCommitLoader(warehouse, metrics)
     salla = SallaGateway(str(settings.salla_api_base_url))
@@ -148,17 +205,12 @@ def bootstrap(
     return Container(
         settings=settings,
         metrics=metrics,
-        warehouse=warehouse,
         queue=queue,
+        ingress=_ingress(settings, queue, metrics),
+        warehouse=warehouse,
         state=state,
         cipher=cipher,
         loader=loader,
-        ingress=WebhookIngress(
-            queue,
-            metrics,
-            secret=settings.salla_webhook_secret.get_secret_value().encode(),
-            strategy=settings.salla_webhook_strategy,
-        ),
         processor=EventProcessor(loader, state, cipher, metrics, feed),
         receiver=Receiver(
             current_signing_key=settings.qstash_current_signing_key.get_secret_value(),

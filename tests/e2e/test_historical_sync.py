@@ -86,7 +86,7 @@ async def _next_step(stack: SyncStack, timeout: float = 10) -> Any:
         steps = [m for m in dispatcher.all_messages() if m.url.endswith("/sync-step")]
         if steps:
             assert len(steps) == 1, "a step chain never forks"
-            dispatcher.forget(steps[0].message_id)
+            dispatcher.cancel(steps[0].message_id)
             return steps[0]
         if time.monotonic() > deadline:
             raise AssertionError("no step was published")

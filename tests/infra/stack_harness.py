@@ -8,6 +8,7 @@ each resource's options (protect, retain) and raw inputs, which the mocks never 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Declared:
     props: dict[str, Any] = field(default_factory=dict)
     protect: bool = False
     retain_on_delete: bool = False
+    depends_on: list[str] = field(default_factory=list)  # names of explicit dependencies
 
 
 @dataclass
@@ -54,6 +56,11 @@ class StackRun:
     def one(self, typ: str) -> Declared:
         found = self.of_type(typ)
         assert len(found) == 1, f"{len(found)} resources of {typ}"
+        return found[0]
+
+    def named(self, typ: str, suffix: str) -> Declared:
+        found = [r for r in self.of_type(typ) if r.name.endswith(suffix)]
+        assert len(found) == 1, f"{len(found)} resources of {typ} named *{suffix}"
         return found[0]
 
 
@@ -78,7 +85,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             },
             "aws:ec2/eip:Eip": {"publicIp": "203.0.113.9"},
             "aws:s3/bucket:Bucket": {"arn": f"arn:aws:s3:::{args.inputs.get('bucket', args.name)}"},
-            "aws:kms/key:Key": {"arn": "arn:aws:kms:eu-central-1:123456789012:key/k"},
+            "aws:kms/key:Key": {"arn": f"arn:aws:kms:eu-central-1:123456789012:key/{args.name}"},
             "clickhouse:index/service:Service": {
                 "endpoints": {
                     "https": {"host": "abc123.eu-central-1.aws.clickhouse.cloud", "port": 8443}
@@ -121,13 +128,26 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return config
 
 
-def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
-    """Run infra.program under mocks with Pulumi.<stack>.yaml (+ overrides, None deletes)."""
+def ensure_event_loop() -> None:
+    """Pulumi's mocks run on the thread's current event loop; an async test that ran before
+    (pytest-asyncio) may have left none."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+def run_stack(
+    stack: str, overrides: dict[str, Any] | None = None, *, config_from: str | None = None
+) -> StackRun:
+    """Run infra.program under mocks as stack `stack` with Pulumi.<config_from or stack>.yaml
+    (+ overrides, None deletes)."""
     from infra import program
 
+    ensure_event_loop()
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="salla-data-pipeline", stack=stack, preview=False)
-    config = stack_config(stack, overrides)
+    config = stack_config(config_from or stack, overrides)
     for key in [k for k, v in (overrides or {}).items() if v is None]:
         config.pop(key, None)
     pulumi.runtime.set_all_config(config, secret_keys=list(SECRETS))
@@ -142,6 +162,11 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
             props=dict(args.props or {}),
             protect=bool(opts.protect),
             retain_on_delete=bool(opts.retain_on_delete),
+            depends_on=[
+                dependency.pulumi_resource_name
+                for dependency in (opts.depends_on or [])
+                if isinstance(dependency, pulumi.Resource)
+            ],
         )
 
     pulumi.runtime.register_stack_transformation(record)

@@ -6,7 +6,7 @@ import pytest
 
 from infra import bundle
 from shared.contract import env_var_names, secret_env_var_names
-from shared.topics import ALL_TOPICS, PROCESS_EVENT_PATH, WEBHOOK_PATH
+from shared.topics import ALL_FLOWS, ALL_TOPICS, PROCESS_EVENT_PATH, WEBHOOK_PATH
 from tests.infra.stack_harness import SECRETS, is_secret, resolve, run_stack
 
 
@@ -32,6 +32,10 @@ def dev():
     return run_stack("dev")
 
 
+FUNCTION = "aws:lambda/function:Function"
+INVOCATION = "aws:lambda/invocation:Invocation"
+
+
 def test_prod_inventory(prod):
     types = sorted({r.typ for r in prod.resources if not r.typ.startswith("salla:")})
     assert types == sorted(
@@ -51,11 +55,11 @@ def test_prod_inventory(prod):
             "aws:ec2/vpc:Vpc",
             "aws:iam/role:Role",
             "aws:iam/rolePolicy:RolePolicy",
-            "aws:lambda/function:Function",
+            FUNCTION,
+            INVOCATION,
             "aws:lambda/permission:Permission",
             "clickhouse:index/service:Service",
             "pinecone:index/index:Index",
-            "pulumi-python:dynamic:Resource",
             "pulumi:providers:pinecone",
             "random:index/randomBytes:RandomBytes",
             "random:index/randomPassword:RandomPassword",
@@ -95,12 +99,126 @@ def test_every_stateful_prod_resource_is_protected(prod):
 
 def test_dev_declares_the_same_kinds_of_resources_as_prod(dev, prod):
     assert {r.typ for r in dev.resources} == {r.typ for r in prod.resources}
-    assert dev.one("aws:lambda/function:Function").inputs["reservedConcurrentExecutions"] == 10
+    assert dev.named(FUNCTION, "-worker").inputs["reservedConcurrentExecutions"] == 10
     assert dev.one("clickhouse:index/service:Service").inputs["idleScaling"] is True
 
 
 def test_dev_is_not_protected_so_it_can_be_torn_down(dev):
     assert not dev.one("clickhouse:index/service:Service").protect
+
+
+# -- two stacks in one account --------------------------------------------------------------------
+ACCOUNT_LEVEL_NAMES = {
+    # resource type → the input that is its name in the provider's account
+    "upstash:index/qStashTopic:QStashTopic": "name",
+    "upstash:index/qStashTopicV2:QStashTopicV2": "name",
+    "upstash:index/redisDatabase:RedisDatabase": "databaseName",
+    "clickhouse:index/service:Service": "name",
+    "pinecone:index/index:Index": "name",
+    FUNCTION: "name",
+    "aws:cloudwatch/logGroup:LogGroup": "name",
+    "vercel:index/project:Project": "name",
+}
+
+
+def account_names(run):
+    names = {
+        (typ, resource.inputs[key])
+        for typ, key in ACCOUNT_LEVEL_NAMES.items()
+        for resource in run.of_type(typ)
+    }
+    worker = run.named(FUNCTION, "-worker").props["environment"].variables
+    prefix = resolve(worker["QSTASH_TOPIC_PREFIX"])
+    # Flow-control keys are account-level too: they are the prefix + shared.topics flows.
+    names |= {("qstash flow-control key", prefix + flow) for flow in ALL_FLOWS}
+    return names, prefix
+
+
+def test_two_stacks_in_one_account_share_no_name(dev, prod):
+    staging = run_stack("staging", config_from="dev")  # a second stack of the dev kind
+    runs = {"dev": dev, "prod": prod, "staging": staging}
+    seen = {stack: account_names(run) for stack, run in runs.items()}
+    for stack, (names, prefix) in seen.items():
+        assert prefix == f"salla-pipeline-{stack}-"
+        assert {typ for typ, _ in names} >= set(ACCOUNT_LEVEL_NAMES) - {
+            "vercel:index/project:Project"
+        }
+        for other, (other_names, other_prefix) in seen.items():
+            if other != stack:
+                assert not names & other_names, (stack, other, names & other_names)
+                assert not other_prefix.startswith(prefix)
+    # IAM roles and the HTTP API are named by Pulumi with a random suffix: unique by design.
+    assert all("name" not in r.inputs for r in prod.of_type("aws:iam/role:Role"))
+
+
+def test_a_stack_name_that_cannot_prefix_resources_is_refused():
+    from pulumi import RunError
+
+    with pytest.raises(RunError, match="stack name 'Prod_EU'"):
+        run_stack("Prod_EU", config_from="prod")
+
+
+# -- intake, workers and the migrator --------------------------------------------------------------
+def test_intake_and_workers_are_separate_functions_with_their_own_concurrency(prod):
+    intake = prod.named(FUNCTION, "-intake")
+    worker = prod.named(FUNCTION, "-worker")
+    assert intake.inputs["reservedConcurrentExecutions"] == 30
+    assert worker.inputs["reservedConcurrentExecutions"] == 100
+    routes = {
+        r.inputs["routeKey"]: r.inputs["target"]
+        for r in prod.of_type("aws:apigatewayv2/route:Route")
+    }
+    integrations = {
+        f"integrations/{r.name}-id": r.inputs["integrationUri"]
+        for r in prod.of_type("aws:apigatewayv2/integration:Integration")
+    }
+    assert set(routes) == {f"POST {WEBHOOK_PATH}", "$default"}
+    assert integrations[routes[f"POST {WEBHOOK_PATH}"]].endswith("salla-pipeline-prod-intake")
+    assert integrations[routes["$default"]].endswith("salla-pipeline-prod-worker")
+    for function, role in ((intake, "intake"), (worker, "worker")):
+        assert resolve(function.props["environment"].variables["PIPELINE_ROLE"]) == role
+
+
+def test_qstash_flow_control_keeps_workers_below_their_concurrency(prod):
+    variables = prod.named(FUNCTION, "-worker").props["environment"].variables
+    shares = [
+        int(resolve(variables[f"QSTASH_FLOW_PARALLELISM_{flow.upper()}"])) for flow in ALL_FLOWS
+    ]
+    assert shares == [50, 20, 10]
+    assert sum(shares) < prod.named(FUNCTION, "-worker").inputs["reservedConcurrentExecutions"]
+
+
+def test_the_migrator_runs_inside_the_vpc_without_standing_credentials(prod):
+    from shared.contract import MigratorSettings
+
+    migrator = prod.named(FUNCTION, "-migrator")
+    assert migrator.inputs["handler"] == bundle.MIGRATOR_HANDLER
+    assert migrator.inputs["reservedConcurrentExecutions"] == 1
+    assert migrator.inputs["timeout"] == 900 and migrator.inputs["vpcConfig"]["subnetIds"]
+    variables = migrator.props["environment"].variables
+    assert sorted(variables) == sorted(env_var_names(MigratorSettings))
+    assert not any("CLICKHOUSE_URL" in name or "PASSWORD" in name for name in variables)
+    assert is_secret(variables["REDIS_URL"])
+
+
+def test_the_deploy_migrates_through_the_migrator_before_the_service_changes(prod):
+    from data_pipeline.entrypoints.migrate_handler import parse_event
+    from data_pipeline.service_layer.schema import LATEST_SCHEMA_VERSION
+
+    invocation = prod.one(INVOCATION)
+    assert invocation.inputs["functionName"] == "salla-pipeline-prod-migrator"
+    assert is_secret(invocation.props["input"])
+    # The event the deployment sends is one the deployed handler accepts, for this schema.
+    request = parse_event(json.loads(resolve(invocation.props["input"])))
+    assert request.schema_version == LATEST_SCHEMA_VERSION
+    assert request.admin_url.startswith("https://default:") and ":8443" in request.admin_url
+    assert len(request.writer_password) == 32 and request.writer_password != request.admin_url
+    assert invocation.inputs["triggers"]["schemaVersion"] == str(LATEST_SCHEMA_VERSION)
+    assert len(invocation.inputs["triggers"]["bundle"]) == 64
+    assert "salla-pipeline-prod-nat" in invocation.depends_on
+    for function in ("-intake", "-worker"):
+        assert "salla-pipeline-prod-migrate" in prod.named(FUNCTION, function).depends_on
+    assert not prod.of_type("pulumi-python:dynamic:Resource")  # nothing connects from Pulumi
 
 
 def test_secret_outputs_are_secrets_and_plain_ones_are_not(prod):
@@ -127,16 +245,18 @@ def test_secret_outputs_are_secrets_and_plain_ones_are_not(prod):
     assert prod.exports["redis_url"].startswith("rediss://default:redis-password-value@")
 
 
-def test_function_environment_is_exactly_the_contract_with_secrets_secret(prod):
-    function = prod.one("aws:lambda/function:Function")
-    variables = function.props["environment"].variables
-    assert sorted(variables) == sorted(env_var_names())
-    for name, value in variables.items():
-        assert is_secret(value) == (name in secret_env_var_names()), name
+def test_function_environments_are_exactly_the_contract_with_secrets_secret(prod):
+    for name in ("-intake", "-worker"):
+        variables = prod.named(FUNCTION, name).props["environment"].variables
+        assert sorted(variables) == sorted(env_var_names())
+        for variable, value in variables.items():
+            assert is_secret(value) == (variable in secret_env_var_names()), variable
+    variables = prod.named(FUNCTION, "-worker").props["environment"].variables
     resolved = {name: resolve(value) for name, value in variables.items()}
     assert resolved["PIPELINE_PUBLIC_URL"] == resolve(prod.exports["pipeline_endpoint"])
     assert resolved["QSTASH_TOKEN"] == SECRETS["pipeline:qstashToken"]
     assert resolved["PIPELINE_ENVIRONMENT"] == "production"
+    assert resolved["PIPELINE_DEPLOYMENT"] == "prod" and resolved["PIPELINE_METRICS"] == "emf"
     assert resolved["CLICKHOUSE_URL"] == prod.exports["clickhouse_connection_string"]
     assert resolved["SALLA_CLIENT_ID"] == "salla-client-id"
     assert resolved["SALLA_CLIENT_SECRET"] == SECRETS["pipeline:sallaClientSecret"]
@@ -170,7 +290,7 @@ def test_a_configured_model_size_flows_to_the_index_and_the_function():
         },
     )
     assert run.one("pinecone:index/index:Index").inputs["dimension"] == 384
-    variables = run.one("aws:lambda/function:Function").props["environment"].variables
+    variables = run.named(FUNCTION, "-worker").props["environment"].variables
     assert resolve(variables["EMBEDDING_MODEL"]) == "multilingual-e5-small"
     assert resolve(variables["OPENAI_BASE_URL"]) == "https://embeddings.internal.example/v1"
 
@@ -187,44 +307,50 @@ def test_rag_can_be_left_out_without_its_secrets():
         stack_harness.SECRETS.clear()
         stack_harness.SECRETS.update(saved)
     assert run.of_type("pinecone:index/index:Index") == []
-    variables = run.one("aws:lambda/function:Function").props["environment"].variables
+    variables = run.named(FUNCTION, "-worker").props["environment"].variables
     assert resolve(variables["RAG_ENABLED"]) == "false"
     assert resolve(variables["PINECONE_API_KEY"]) == ""
 
 
-def test_the_environment_is_a_valid_production_configuration(prod):
+def test_the_environments_are_valid_production_configurations(prod):
     from shared.contract import PipelineSettings
 
-    variables = prod.one("aws:lambda/function:Function").props["environment"].variables
-    values = {name.lower(): resolve(value) for name, value in variables.items()}
-    settings = PipelineSettings(**values)  # the service would start with exactly this
-    assert settings.redis_url is not None and settings.qstash_retries == 5
+    for name in ("-intake", "-worker"):
+        variables = prod.named(FUNCTION, name).props["environment"].variables
+        values = {name.lower(): resolve(value) for name, value in variables.items()}
+        settings = PipelineSettings(**values)  # the service would start with exactly this
+        assert settings.redis_url is not None and settings.qstash_retries == 5
+        assert settings.topic("raw-events") == "salla-pipeline-prod-raw-events"
 
 
 def test_lambda_runs_python312_on_arm64_with_least_privilege(prod):
-    function = prod.one("aws:lambda/function:Function")
-    assert function.inputs["runtime"] == "python3.12" and function.inputs["architectures"] == [
-        "arm64"
-    ]
-    assert function.inputs["handler"] == bundle.HANDLER
-    assert function.inputs["reservedConcurrentExecutions"] == 100
-    assert function.inputs["vpcConfig"]["subnetIds"]
+    functions = prod.of_type(FUNCTION)
+    assert len(functions) == 3
+    for function in functions:
+        assert function.inputs["runtime"] == "python3.12"
+        assert function.inputs["architectures"] == ["arm64"]
+        assert function.inputs["vpcConfig"]["subnetIds"]
+    assert prod.named(FUNCTION, "-worker").inputs["handler"] == bundle.HANDLER
     policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
     assert "logs:CreateLogGroup" not in actions and not any("*" in a for a in actions)
     log_statement = policy["Statement"][0]
-    assert log_statement["Resource"] != "*"
-    assert prod.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 90
+    assert log_statement["Resource"] != "*" and len(log_statement["Resource"]) == 3
+    groups = prod.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert {g.inputs["retentionInDays"] for g in groups} == {90}
+    assert {g.inputs["name"] for g in groups} == {
+        f"/aws/lambda/salla-pipeline-prod-{f}" for f in ("intake", "worker", "migrator")
+    }
 
 
-def test_qstash_topics_deliver_to_the_deployed_url(prod):
+def test_qstash_topics_are_the_stacks_own_and_deliver_to_the_deployed_url(prod):
     raw = prod.one("upstash:index/qStashTopicV2:QStashTopicV2")
-    assert raw.inputs["name"] == "raw-events"
+    assert raw.inputs["name"] == "salla-pipeline-prod-raw-events"
     assert raw.inputs["endpoints"] == [prod.exports["pipeline_endpoint"] + PROCESS_EVENT_PATH]
     names = {
         r.inputs["name"] for r in prod.resources if r.typ.startswith("upstash:index/qStashTopic")
     }
-    assert names == set(ALL_TOPICS)
+    assert names == {f"salla-pipeline-prod-{topic}" for topic in ALL_TOPICS}
 
 
 def test_clickhouse_allow_list_contains_the_service_egress_and_backups_are_on(prod):
@@ -241,12 +367,6 @@ def test_redis_has_tls_and_no_eviction(prod):
     assert redis.inputs["tls"] is True and redis.inputs["eviction"] is False
 
 
-def test_database_users_are_managed_with_secret_credentials(prod):
-    access = prod.one("pulumi-python:dynamic:Resource")
-    for key in ("admin_dsn", "writer_password", "reader_password"):
-        assert is_secret(access.props[key]), key
-
-
 def test_restore_from_backup_is_passed_to_the_service():
     restored = run_stack(
         "prod",
@@ -261,12 +381,12 @@ def test_restore_from_backup_is_passed_to_the_service():
     assert restored.one("clickhouse:index/service:Service").inputs["backupId"] == "backup-123"
 
 
-def test_vercel_target_uses_the_project_url_and_sensitive_variables():
-    run = run_stack(
+def vercel_stack(**vercel):
+    return run_stack(
         "prod",
         {
             "pipeline:deployTarget": "vercel",
-            "pipeline:vercel": {"projectName": "salla-pipeline", "region": "fra1"},
+            "pipeline:vercel": {"region": "fra1", **vercel},
             "pipeline:clickhouse": {
                 "cloudProvider": "aws",
                 "region": "eu-central-1",
@@ -274,13 +394,36 @@ def test_vercel_target_uses_the_project_url_and_sensitive_variables():
             },
         },
     )
-    assert run.exports["pipeline_endpoint"] == "https://salla-pipeline.vercel.app"
+
+
+def test_vercel_target_uses_the_project_url_and_sensitive_variables():
+    run = vercel_stack()
+    assert run.one("vercel:index/project:Project").inputs["name"] == "salla-pipeline-prod"
+    assert run.exports["pipeline_endpoint"] == "https://salla-pipeline-prod.vercel.app"
     variables = run.of_type("vercel:index/projectEnvironmentVariable:ProjectEnvironmentVariable")
     assert sorted(v.inputs["key"] for v in variables) == sorted(env_var_names())
     for variable in variables:
         assert variable.inputs["sensitive"] == (variable.inputs["key"] in secret_env_var_names())
-    assert not run.of_type("aws:lambda/function:Function")
+    role = next(v for v in variables if v.inputs["key"] == "PIPELINE_ROLE")
+    assert resolve(role.props["value"]) == "all"
+    assert not run.of_type(FUNCTION)
     assert run.one("vercel:index/deployment:Deployment").inputs["production"] is True
+    assert vercel_stack(projectName="my-pipeline").exports["pipeline_endpoint"] == (
+        "https://my-pipeline.vercel.app"
+    )
+
+
+def test_vercel_migrates_through_the_live_deployment():
+    from data_pipeline.entrypoints.migrate_handler import parse_event
+
+    run = vercel_stack()
+    migration = run.one("pulumi-python:dynamic:Resource")
+    assert (
+        resolve(migration.props["url"]) == "https://salla-pipeline-prod.vercel.app/api/ops/migrate"
+    )
+    assert is_secret(migration.props["request"]) and is_secret(migration.props["api_key"])
+    assert parse_event(json.loads(resolve(migration.props["request"]))).schema_version >= 1
+    assert "salla-pipeline-prod-deployment" in migration.depends_on
 
 
 @pytest.mark.parametrize(
@@ -307,6 +450,11 @@ def test_vercel_target_uses_the_project_url_and_sensitive_variables():
             "pipeline:rag: embeddingDimensions is required",
         ),
         ({"pipeline:rag": {"indexName": "Bad_Name"}}, "pipeline:rag.indexName"),
+        (
+            {"pipeline:workerParallelism": {"events": 60, "sync": 30, "embed": 10}},
+            r"workerParallelism \(events \+ sync \+ embed = 100\) must stay below",
+        ),
+        ({"pipeline:lambda": {"reservedConcurrency": 10}}, "pipeline:lambda.reservedConcurrency"),
         (
             {"pipeline:clickhouse": {"region": "eu-central-1", "allowAnywhere": True}},
             "allowAnywhere is refused in prod",

@@ -6,11 +6,12 @@ import runpy
 import pulumi
 import pytest
 
-from tests.infra.stack_harness import Declared, RecordingMocks, resolve
+from tests.infra.stack_harness import Declared, RecordingMocks, ensure_event_loop, resolve
 
 
 @pytest.fixture(scope="module")
 def backend():
+    ensure_event_loop()
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(
         mocks, project="salla-pipeline-bootstrap", stack="bootstrap", preview=False
@@ -52,11 +53,18 @@ def by_type(declared, typ):
     return found
 
 
-def test_bucket_and_table_are_protected_and_retained(backend):
+def all_of_type(declared, typ):
+    return [d for d in declared.values() if d.typ == typ]
+
+
+def test_bucket_table_and_keys_are_protected_and_retained(backend):
     declared, _ = backend
-    for typ in ("aws:s3/bucket:Bucket", "aws:dynamodb/table:Table", "aws:kms/key:Key"):
+    for typ in ("aws:s3/bucket:Bucket", "aws:dynamodb/table:Table"):
         resource = by_type(declared, typ)
         assert resource.protect and resource.retain_on_delete, typ
+    keys = all_of_type(declared, "aws:kms/key:Key")
+    assert len(keys) == 3  # the state bucket's, and one per stack for its Pulumi secrets
+    assert all(k.protect and k.retain_on_delete and k.inputs["enableKeyRotation"] for k in keys)
 
 
 def test_bucket_is_versioned_locked_encrypted_and_private(backend):
@@ -71,7 +79,6 @@ def test_bucket_is_versioned_locked_encrypted_and_private(backend):
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     ).inputs["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
-    assert by_type(declared, "aws:kms/key:Key").inputs["enableKeyRotation"] is True
     block = by_type(declared, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert all(
         block[k]
@@ -103,3 +110,34 @@ def test_lock_table_has_deletion_protection_and_pitr(backend):
     assert table["deletionProtectionEnabled"] is True
     assert table["pointInTimeRecovery"]["enabled"] is True
     assert table["hashKey"] == "LockID"
+
+
+def test_each_stack_has_its_own_secrets_key_and_a_policy_reaching_only_its_own_state(backend):
+    declared, exports = backend
+    aliases = {a.inputs["name"] for a in all_of_type(declared, "aws:kms/alias:Alias")}
+    assert {"alias/pulumi-secrets-dev", "alias/pulumi-secrets-prod"} <= aliases
+    assert exports["prod_secrets_provider"] == "awskms://alias/pulumi-secrets-prod"
+    policies = {
+        p.inputs["name"]: json.loads(p.inputs["policy"])
+        for p in all_of_type(declared, "aws:iam/policy:Policy")
+    }
+    dev = json.dumps(policies["pulumi-stack-salla-data-pipeline-dev"])
+    prod = json.dumps(policies["pulumi-stack-salla-data-pipeline-prod"])
+    assert "/prod" not in dev and "prod.json" not in dev  # dev cannot touch prod's state
+    assert "/dev" not in prod and "dev.json" not in prod
+    statements = {
+        s["Sid"]: s for s in policies["pulumi-stack-salla-data-pipeline-dev"]["Statement"]
+    }
+    assert all(
+        r.startswith("arn:aws:s3:::acme-pulumi-state/.pulumi/")
+        for r in statements["OwnStateFiles"]["Resource"]
+    )
+    assert statements["OwnDeployLease"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["salla-data-pipeline/dev"]}
+    }
+    # Each role may use only its own stack's secrets key (the mocks name ARNs after resources).
+    assert statements["OwnSecretsKey"]["Resource"] == [
+        "arn:aws:kms:eu-central-1:123456789012:key/pulumi-state-dev-secrets"
+    ]
+    assert "pulumi-state-dev-secrets" not in prod and "pulumi-state-prod-secrets" not in dev
+    assert not any(r == "*" for s in statements.values() for r in s["Resource"])

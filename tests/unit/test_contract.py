@@ -26,6 +26,7 @@ VALID = {
     "TOKEN_ENCRYPTION_KEY": KEY,
     "SALLA_CLIENT_ID": "salla-app-client-id",
     "SALLA_CLIENT_SECRET": "salla-app-client-secret",
+    "REDIS_URL": "rediss://default:pw@eu1-redis.upstash.io:6379",
 }
 
 
@@ -44,7 +45,44 @@ def test_a_complete_production_environment_loads(env):
     assert settings.delivery_url("/api/queue/process-event") == (
         "https://pipeline.example.com/api/queue/process-event"
     )
-    assert settings.uses_embedded_state
+    assert not settings.uses_embedded_state
+    assert settings.topic("raw-events") == "raw-events"  # no prefix by default
+    assert settings.pipeline_role == "all" and settings.pipeline_metrics == "prometheus"
+
+
+@pytest.mark.parametrize(
+    ("changes", "refusal"),
+    [
+        ({"REDIS_URL": None}, "REDIS_URL is required in production"),
+        ({"CLICKHOUSE_URL": "chdb:///var/data/clickhouse"}, "CLICKHOUSE_URL must be a ClickHouse"),
+        ({"CLICKHOUSE_URL": "chdb://memory"}, "chdb:// is local-only"),
+    ],
+)
+def test_production_refuses_local_only_backends_naming_the_variable(env, changes, refusal):
+    for name, value in changes.items():
+        if value is None:
+            env.delenv(name)
+        else:
+            env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=refusal) as error:
+        load_settings()
+    assert "\n" not in str(error.value)
+
+
+def test_local_and_test_environments_keep_their_embedded_defaults(env):
+    env.delenv("REDIS_URL")
+    env.setenv("CLICKHOUSE_URL", "chdb:///tmp/x/clickhouse")
+    for environment in ("local", "test"):
+        env.setenv("PIPELINE_ENVIRONMENT", environment)
+        assert load_settings().uses_embedded_state
+
+
+def test_a_deployment_scopes_its_queue_names(env):
+    env.setenv("QSTASH_TOPIC_PREFIX", "salla-pipeline-prod-")
+    env.setenv("QSTASH_FLOW_PARALLELISM_SYNC", "0")
+    settings = load_settings()
+    assert settings.topic("raw-events") == "salla-pipeline-prod-raw-events"
+    assert settings.flow_parallelism == {"events": 64, "sync": 0, "embed": 8}
 
 
 def test_missing_variables_are_named_on_one_line(env):
@@ -71,6 +109,11 @@ def test_missing_variables_are_named_on_one_line(env):
         ("PIPELINE_PUBLIC_URL", "not a url", "PIPELINE_PUBLIC_URL"),
         ("PIPELINE_ENVIRONMENT", "staging", "PIPELINE_ENVIRONMENT"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL"),
+        ("QSTASH_TOPIC_PREFIX", "prod raw/", "QSTASH_TOPIC_PREFIX"),
+        ("QSTASH_FLOW_PARALLELISM_EVENTS", "-1", "QSTASH_FLOW_PARALLELISM_EVENTS"),
+        ("PIPELINE_ROLE", "everything", "PIPELINE_ROLE"),
+        ("PIPELINE_METRICS", "statsd", "PIPELINE_METRICS"),
+        ("PIPELINE_DEPLOYMENT", "Prod EU", "PIPELINE_DEPLOYMENT"),
     ],
 )
 def test_malformed_values_fail_naming_the_variable(env, name, value, expected):

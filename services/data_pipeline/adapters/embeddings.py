@@ -16,15 +16,14 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
 
 import openai
 import structlog
 
+from data_pipeline.adapters.embedder import Embedder, Kind
 from data_pipeline.errors import PermanentError, TransientError
 
 log = structlog.get_logger("embeddings")
-Kind = Literal["query", "passage"]
 MAX_INPUTS = 64  # OpenAI allows 2,048; 64 keeps a request to a CPU-bound local model short
 MAX_CHARS = 200_000
 BREAKER_AFTER = 5
@@ -79,7 +78,7 @@ class CircuitBreaker:
         return pause
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(Embedder):
     def __init__(
         self,
         *,

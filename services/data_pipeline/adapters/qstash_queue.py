@@ -13,6 +13,10 @@ reported as a first publish.
 The SDK's own timeout is 600 s and it retries connection errors with multi-second backoff;
 webhook acks cannot wait that long, so every wait runs under a short deadline and a failure
 becomes TransientError (the webhook answers 503 and Salla retries later).
+
+Names are the deployment's own (QSTASH_TOPIC_PREFIX): URL groups and flow-control keys are
+account-level. Every message bound for a worker carries its flow's key and parallelism
+(shared.topics), so QStash keeps each kind of work within its share of the worker function.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from qstash.errors import QStashError
 
 from data_pipeline.adapters.queue import EventQueue, Published
 from data_pipeline.errors import TransientError
-from shared.topics import RAW_EVENTS_TOPIC
+from shared.topics import EVENTS_FLOW, RAW_EVENTS_TOPIC, scoped
 
 ACCEPTED_AT_HEADER = "X-Pipeline-Accepted-At"
 MAX_BATCH_ENTRIES = 100
@@ -62,6 +66,8 @@ class QStashQueue(EventQueue):
         base_url: str,
         retries: int,
         retry_delay: str | None,
+        topic_prefix: str = "",
+        flow_parallelism: dict[str, int] | None = None,
         publish_timeout: float = 5.0,
     ) -> None:
         self.client = AsyncQStash(
@@ -69,6 +75,13 @@ class QStashQueue(EventQueue):
         )
         self._retries = retries
         self._retry_delay = retry_delay
+        self._prefix = topic_prefix
+        self.raw_events_topic = scoped(topic_prefix, RAW_EVENTS_TOPIC)
+        self._flows = {
+            flow: {"key": scoped(topic_prefix, flow), "parallelism": parallelism}
+            for flow, parallelism in (flow_parallelism or {}).items()
+            if parallelism > 0
+        }
         self._timeout = publish_timeout
         self._waiting: deque[_Waiting] = deque()
         self._flushers: set[asyncio.Task[None]] = set()
@@ -77,20 +90,21 @@ class QStashQueue(EventQueue):
         self, body: bytes, *, dedup_id: str, accepted_at_ms: int, sensitive: bool
     ) -> Published:
         entry: dict[str, Any] = {
-            "url_group": RAW_EVENTS_TOPIC,
+            "url_group": self.raw_events_topic,
             "body": body.decode("utf-8"),  # batch bodies are JSON strings; webhooks are UTF-8
             "content_type": "application/json",
             "deduplication_id": dedup_id,
             "retries": self._retries,
             "headers": {ACCEPTED_AT_HEADER: str(accepted_at_ms)},
         }
-        if self._retry_delay:
-            entry["retry_delay"] = self._retry_delay
+        self._options(entry, EVENTS_FLOW)
         if sensitive:  # bodies carrying OAuth tokens are hidden from QStash logs and the DLQ API
             entry["redact"] = {"body": True}
         return await self._enqueue(entry, len(body))
 
-    async def publish_message(self, url: str, body: bytes, *, dedup_id: str) -> Published:
+    async def publish_message(
+        self, url: str, body: bytes, *, dedup_id: str, flow: str
+    ) -> Published:
         entry: dict[str, Any] = {
             "url": url,
             "body": body.decode("utf-8"),
@@ -98,9 +112,14 @@ class QStashQueue(EventQueue):
             "deduplication_id": dedup_id,
             "retries": self._retries,
         }
+        self._options(entry, flow)
+        return await self._enqueue(entry, len(body))
+
+    def _options(self, entry: dict[str, Any], flow: str) -> None:
         if self._retry_delay:
             entry["retry_delay"] = self._retry_delay
-        return await self._enqueue(entry, len(body))
+        if flow in self._flows:
+            entry["flow_control"] = self._flows[flow]
 
     async def _enqueue(self, entry: dict[str, Any], size: int) -> Published:
         future: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
@@ -156,7 +175,7 @@ class QStashQueue(EventQueue):
         return batch
 
     async def publish_step(
-        self, url: str, body: bytes, *, dedup_id: str, delay_seconds: int = 0
+        self, url: str, body: bytes, *, dedup_id: str, flow: str, delay_seconds: int = 0
     ) -> Published:
         options: dict[str, Any] = {
             "url": url,
@@ -165,8 +184,7 @@ class QStashQueue(EventQueue):
             "deduplication_id": dedup_id,
             "retries": self._retries,
         }
-        if self._retry_delay:
-            options["retry_delay"] = self._retry_delay
+        self._options(options, flow)
         if delay_seconds > 0:
             options["delay"] = f"{delay_seconds}s"
         try:
@@ -177,8 +195,11 @@ class QStashQueue(EventQueue):
         return _published(response)
 
     async def ensure_topic(self, topic: str, urls: list[str]) -> None:
-        """Point a URL group at our endpoints (local stacks; Pulumi owns this in the cloud)."""
-        await self.client.url_group.upsert_endpoints(topic, [{"url": url} for url in urls])
+        """Point our URL group `topic` (unprefixed) at our endpoints (local stacks; Pulumi owns
+        this in the cloud)."""
+        await self.client.url_group.upsert_endpoints(
+            scoped(self._prefix, topic), [{"url": url} for url in urls]
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*self._flushers, return_exceptions=True)
@@ -188,7 +209,7 @@ class QStashQueue(EventQueue):
 def _published(response: Any) -> Published:
     responses = response if isinstance(response, list) else [response]
     if not responses:
-        raise TransientError(f"topic {RAW_EVENTS_TOPIC} has no endpoints to deliver to")
+        raise TransientError("the raw-events topic has no endpoints to deliver to")
     return Published(
         message_ids=tuple(r.message_id for r in responses),
         deduplicated=all(r.deduplicated for r in responses),

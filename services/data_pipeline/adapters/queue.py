@@ -21,15 +21,18 @@ class EventQueue(abc.ABC):
 
     @abc.abstractmethod
     async def publish_step(
-        self, url: str, body: bytes, *, dedup_id: str, delay_seconds: int = 0
+        self, url: str, body: bytes, *, dedup_id: str, flow: str, delay_seconds: int = 0
     ) -> Published:
         """Enqueue one step of a chain (historical sync) for `url`, at most once per
-        `dedup_id`, delivered no sooner than `delay_seconds` from now. Raises TransientError."""
+        `dedup_id`, delivered no sooner than `delay_seconds` from now, within the parallelism
+        of worker flow `flow` (shared.topics). Raises TransientError."""
 
     @abc.abstractmethod
-    async def publish_message(self, url: str, body: bytes, *, dedup_id: str) -> Published:
+    async def publish_message(
+        self, url: str, body: bytes, *, dedup_id: str, flow: str
+    ) -> Published:
         """Enqueue one JSON message for `url` (batched with concurrent publishes), at most once
-        per `dedup_id`. Raises TransientError."""
+        per `dedup_id`, within the parallelism of worker flow `flow`. Raises TransientError."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -286,7 +286,7 @@ class LocalStack:
             "warehouse": _redact_dsn(settings.clickhouse_url.get_secret_value()),
             "state": "embedded SQLite" if settings.redis_url is None else "Redis",
             "embeddings": _embeddings_label(settings, local=self.embeddings is not None),
-            "topic": RAW_EVENTS_TOPIC,
+            "topic": self.settings.topic(RAW_EVENTS_TOPIC),
         }
 
 

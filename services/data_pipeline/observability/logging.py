@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
 
 import structlog
+
+
+def refuse_cold_start(function: str, message: str) -> NoReturn:
+    """A function whose configuration is missing or malformed logs one line and fails its cold
+    start, so it never answers a request half-configured."""
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger(function).error(message)
+    raise SystemExit(1)
 
 
 def configure_logging(level: str = "INFO") -> None:

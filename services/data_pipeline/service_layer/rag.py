@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import structlog
 
-from data_pipeline.adapters.embeddings import OpenAIEmbedder
+from data_pipeline.adapters.embedder import Embedder
 from data_pipeline.adapters.queue import EventQueue
 from data_pipeline.adapters.rag_source import WarehouseDocuments
 from data_pipeline.adapters.state import StateStore
@@ -39,6 +39,7 @@ from data_pipeline.domain.rag import (
     validate_filter,
 )
 from data_pipeline.errors import InvalidPayload, TransientError
+from shared.topics import EMBED_FLOW
 
 log = structlog.get_logger("rag")
 MAX_IDS_PER_MESSAGE = 500
@@ -113,7 +114,7 @@ class EmbedFeed:
         for part in _split(request):
             body = part.to_json()
             dedup = f"embed-{hashlib.sha256(dedup_key.encode() + body).hexdigest()[:40]}"
-            await self._queue.publish_message(self._url, body, dedup_id=dedup)
+            await self._queue.publish_message(self._url, body, dedup_id=dedup, flow=EMBED_FLOW)
 
 
 def _split(request: EmbedRequest) -> list[EmbedRequest]:
@@ -157,7 +158,7 @@ class RagIndexer:
         *,
         state: StateStore,
         source: WarehouseDocuments,
-        embedder: OpenAIEmbedder,
+        embedder: Embedder,
         index: VectorIndex,
     ) -> None:
         self._state = state
@@ -236,7 +237,7 @@ class RagIndexer:
 
 
 class RagSearch:
-    def __init__(self, *, embedder: OpenAIEmbedder, index: VectorIndex) -> None:
+    def __init__(self, *, embedder: Embedder, index: VectorIndex) -> None:
         self._embedder = embedder
         self._index = index
 

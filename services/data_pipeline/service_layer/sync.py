@@ -68,6 +68,7 @@ from data_pipeline.service_layer.merchant_tokens import (
 from data_pipeline.service_layer.processing import archive_record
 from data_pipeline.service_layer.rag import EmbedFeed
 from data_pipeline.service_layer.salla_budget import BudgetDeferred, RequestBudget
+from shared.topics import SYNC_FLOW
 
 log = structlog.get_logger("sync")
 T = TypeVar("T")
@@ -335,6 +336,7 @@ class SyncOrchestrator:
             self._step_url,
             body,
             dedup_id=f"{job.job_id}:{job.cursor.label()}:{job.seq}",
+            flow=SYNC_FLOW,
             delay_seconds=math.ceil(delay) if delay >= 1 else 0,
         )
 

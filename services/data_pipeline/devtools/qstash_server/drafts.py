@@ -93,15 +93,26 @@ def parse_draft(
     *,
     queue_name: str | None = None,
 ) -> Draft:
-    lowered = {name.lower(): value for name, value in header_pairs}
     if is_url(destination):
         check_url(destination)
     else:
         check_name(destination, "destination (URL group name)")
+    # One pass over the headers: this runs for every message accepted.
+    lowered: dict[str, str] = {}
     forwarded: dict[str, list[str]] = {}
+    callback_options: dict[str, str] = {}
+    failure_callback_options: dict[str, str] = {}
     for name, value in header_pairs:
-        if name.lower().startswith(FORWARD):
+        low = name.lower()
+        lowered[low] = value
+        if not low.startswith("upstash-"):
+            continue
+        if low.startswith(FORWARD):
             forwarded.setdefault(name[len(FORWARD) :], []).append(value)
+        elif low.startswith(CALLBACK):
+            callback_options[low[len(CALLBACK) :]] = value
+        elif low.startswith(FAILURE_CALLBACK):
+            failure_callback_options[low[len(FAILURE_CALLBACK) :]] = value
     if "content-type" in lowered:
         forwarded["Content-Type"] = [lowered["content-type"]]
     draft = Draft(
@@ -117,8 +128,10 @@ def parse_draft(
         failure_callback=_callback_url(
             lowered.get("upstash-failure-callback"), "Upstash-Failure-Callback"
         ),
-        callback_options=_options(lowered, CALLBACK),
-        failure_callback_options=_options(lowered, FAILURE_CALLBACK),
+        callback_options=_options(callback_options, CALLBACK) if callback_options else {},
+        failure_callback_options=(
+            _options(failure_callback_options, FAILURE_CALLBACK) if failure_callback_options else {}
+        ),
         flow_control=parse_flow_control(
             lowered.get("upstash-flow-control-key"), lowered.get("upstash-flow-control-value")
         ),
@@ -157,10 +170,8 @@ def _callback_url(value: str | None, header: str) -> str | None:
     return check_url(value, f"{header} url") if value else None
 
 
-def _options(lowered: dict[str, str], prefix: str) -> dict[str, str]:
-    options = {
-        name[len(prefix) :]: value for name, value in lowered.items() if name.startswith(prefix)
-    }
+def _options(options: dict[str, str], prefix: str) -> dict[str, str]:
+    """Validate `Upstash-(Failure-)Callback-<Option>` values (keys lower-cased, unprefixed)."""
     if "retries" in options:
         parse_retries(options["retries"])
     if "method" in options:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import orjson
 
 
 def now_ms() -> int:
@@ -79,14 +80,23 @@ class Message:
     holds_queue: str | None = None
     sequence: int = field(default_factory=next_sequence)
 
-    def metadata_json(self) -> str:
-        document = asdict(self)
-        document.pop("body")
-        return json.dumps(document)
+    def metadata_json(self) -> bytes:
+        # Built by hand: dataclasses.asdict deep-copies every field, and this runs for every
+        # message accepted (it was half the server's accept cost).
+        document = {name: getattr(self, name) for name in _STORED_FIELDS}
+        control = self.flow_control
+        if control is not None:
+            document["flow_control"] = {
+                "key": control.key,
+                "parallelism": control.parallelism,
+                "rate": control.rate,
+                "period": control.period,
+            }
+        return orjson.dumps(document)
 
     @classmethod
-    def from_row(cls, metadata: str, body: bytes) -> Message:
-        document = json.loads(metadata)
+    def from_row(cls, metadata: str | bytes, body: bytes) -> Message:
+        document = orjson.loads(metadata)
         document.pop("extra", None)  # written by older versions of this server
         control = document.pop("flow_control", None)
         return cls(
@@ -152,6 +162,9 @@ class Message:
         if not self.redact_body:
             document["body"] = base64.b64encode(self.body).decode()
         return document
+
+
+_STORED_FIELDS = tuple(f.name for f in fields(Message) if f.name != "body")
 
 
 def _option_headers(options: dict[str, str]) -> dict[str, list[str]] | None:

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from data_pipeline.bootstrap import Container
 
-_bearer = HTTPBearer(auto_error=False, description="PIPELINE_API_KEY")
+bearer = HTTPBearer(auto_error=False, description="PIPELINE_API_KEY")
 
 
 async def get_container(request: Request) -> Container:
@@ -24,8 +24,13 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 async def require_api_key(
     container: ContainerDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
+    check_api_key(container, credentials)
+
+
+def check_api_key(container: Container, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Compared in constant time; 401 with a Bearer challenge otherwise."""
     expected = container.settings.pipeline_api_key.get_secret_value().encode()
     given = credentials.credentials.encode() if credentials else b""
     if not hmac.compare_digest(given, expected):

@@ -7,7 +7,7 @@ dead-lettered at once).
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+from starlette.responses import JSONResponse
 
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 from data_pipeline.service_layer.ingest import Unauthenticated

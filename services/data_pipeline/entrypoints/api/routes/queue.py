@@ -17,7 +17,7 @@ from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import delivery_answer
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 from data_pipeline.service_layer.rag import EmbedRequest
-from shared.topics import EMBED_PATH, PROCESS_EVENT_PATH, SYNC_STEP_PATH
+from shared.topics import EMBED_FLOW, EMBED_PATH, PROCESS_EVENT_PATH, SYNC_STEP_PATH
 
 router = APIRouter(tags=["queue"])
 MAX_DELIVERY_BYTES = 2 * 1024 * 1024
@@ -191,6 +191,7 @@ async def _requeue_embed(
             container.settings.delivery_url(EMBED_PATH),
             raw,
             dedup_id=f"embed-requeue-{message_id}",
+            flow=EMBED_FLOW,
             delay_seconds=delay,
         )
     except TransientError:

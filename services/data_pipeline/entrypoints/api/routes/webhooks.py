@@ -1,25 +1,15 @@
-"""WebhookIngress: the public endpoint Salla delivers to.
-
-The FastAPI route below documents the endpoint (its OpenAPI operation comes from these models);
-`fast_route` serves it. Both are the same function, but the Starlette route skips FastAPI's
-per-request dependency and response machinery, which measured ~30% of the ack path's CPU
-(docs/benchmarks.md). The endpoint takes only the raw request, so nothing is lost.
-"""
+"""The webhook endpoint's documentation: the FastAPI route below gives it its OpenAPI
+operation; `intake.fast_route` serves it (a lean Starlette route that skips FastAPI's
+per-request dependency and response machinery, ~30% of the ack path's CPU: docs/benchmarks.md).
+The endpoint takes only the raw request, so nothing is lost."""
 
 from __future__ import annotations
 
-import time
-
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.routing import Route
 
-from data_pipeline.bootstrap import Container
-from data_pipeline.entrypoints.api.body import read_limited
-from data_pipeline.entrypoints.api.errors import webhook_answer
-from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
+from data_pipeline.entrypoints.api import intake
 from shared.topics import WEBHOOK_PATH
 
 router = APIRouter(tags=["webhooks"])
@@ -75,24 +65,7 @@ _ENVELOPE_SCHEMA = {
 )
 async def receive_salla_webhook(request: Request) -> Response:
     """Verify the Salla signature and hand the raw event to QStash; 200 once durably queued."""
-    started = time.perf_counter()
-    container: Container = request.app.state.container  # the hot path skips DI on purpose
-    metrics = container.metrics
-    try:
-        raw = await read_limited(request, MAX_WEBHOOK_BYTES)
-        acceptance = await container.ingress.accept(raw, request.headers)
-    except Exception as error:
-        answer = webhook_answer(error)
-        metrics.webhooks_received.labels(str(answer.status_code)).inc()
-        return answer
-    metrics.webhooks_received.labels("200").inc()
-    metrics.ack_seconds.observe(time.perf_counter() - started)
-    body = orjson.dumps(
-        {"status": "accepted", "event": acceptance.event, "deduplicated": acceptance.deduplicated}
-    )
-    return Response(body, media_type="application/json")
+    return await intake.receive_salla_webhook(request)
 
 
-def fast_route() -> Route:
-    """The serving route; register it ahead of the documented FastAPI route."""
-    return Route(WEBHOOK_PATH, receive_salla_webhook, methods=["POST"])
+fast_route = intake.fast_route

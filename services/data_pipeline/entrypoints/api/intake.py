@@ -1,0 +1,71 @@
+"""WebhookIngress over HTTP: the endpoint Salla delivers to, and the intake function's app.
+
+Kept free of FastAPI on purpose. The intake function (PIPELINE_ROLE=intake) serves only this
+route and liveness; Salla gives a webhook 3 s and retries only a few times, so its cold start
+must not pay for FastAPI's pydantic models, the warehouse client, Redis or the routers it never
+serves (about a second of a cold start, measured: docs/benchmarks.md). The worker's FastAPI app
+registers the same handler (`fast_route`) and documents it (routes/webhooks.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from data_pipeline.entrypoints.api.body import read_limited
+from data_pipeline.entrypoints.api.errors import webhook_answer
+from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
+from shared.topics import HEALTH_PATH, WEBHOOK_PATH
+
+if TYPE_CHECKING:
+    from data_pipeline.bootstrap import IntakeContainer
+
+
+async def receive_salla_webhook(request: Request) -> Response:
+    """Verify the Salla signature and hand the raw event to QStash; 200 once durably queued."""
+    started = time.perf_counter()
+    container: IntakeContainer = request.app.state.container  # the hot path skips DI on purpose
+    metrics = container.metrics
+    try:
+        raw = await read_limited(request, MAX_WEBHOOK_BYTES)
+        acceptance = await container.ingress.accept(raw, request.headers)
+    except Exception as error:
+        answer = webhook_answer(error)
+        metrics.webhooks_received.labels(str(answer.status_code)).inc()
+        return answer
+    metrics.webhooks_received.labels("200").inc()
+    metrics.ack_seconds.observe(time.perf_counter() - started)
+    body = orjson.dumps(
+        {"status": "accepted", "event": acceptance.event, "deduplicated": acceptance.deduplicated}
+    )
+    return Response(body, media_type="application/json")
+
+
+def fast_route() -> Route:
+    """The serving route; register it ahead of any documented FastAPI route."""
+    return Route(WEBHOOK_PATH, receive_salla_webhook, methods=["POST"])
+
+
+async def liveness(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "checks": {}})
+
+
+def create_intake_app(container: IntakeContainer) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await container.aclose()
+
+    app = Starlette(
+        routes=[fast_route(), Route(HEALTH_PATH, liveness, methods=["GET"])], lifespan=lifespan
+    )
+    app.state.container = container
+    return app
