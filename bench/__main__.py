@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import ack, cold_start, pipeline, rag, sync, transform_load
+from bench import ack, cold_start, import_events, pipeline, rag, reads, sync, transform_load
 
 HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "ack": (ack.measure, ack.report),
@@ -21,6 +21,8 @@ HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "transform_load": (transform_load.measure, transform_load.report),
     "sync": (sync.measure, sync.report),
     "rag": (rag.measure, rag.report),
+    "reads": (reads.measure, reads.report),
+    "import": (import_events.measure, import_events.report),
 }
 
 

@@ -30,6 +30,7 @@ SYNC_STEP_PATH = "/api/queue/sync-step"
 EMBED_PATH = "/api/queue/embed"
 HEALTH_PATH = "/healthz"
 MIGRATE_PATH = "/api/ops/migrate"
+IMPORT_PATH = "/api/ops/import"
 
 # Which service path each topic delivers to. Topics without an entry have no subscriber in this
 # service (other services add their own endpoints to them).

@@ -200,7 +200,12 @@ async def test_a_poison_event_is_dead_lettered_and_replayed_after_a_fix(harness,
         lambda: harness.sql(f"SELECT total FROM {harness.settings.clickhouse_database}.orders"),
         lambda rows: rows == [(__import__("decimal").Decimal("1234.50"),)],
     )
-    assert harness.metric("pipeline_events_recovered_total") == 1
+    # The load is visible before the worker records the settlement that follows it.
+
+    async def recovered():
+        return harness.metric("pipeline_events_recovered_total")
+
+    assert await wait_for(recovered, lambda count: count >= 1) == 1
     assert harness.container.metrics.settled_total() == harness.container.metrics.accepted_total()
 
 

@@ -19,6 +19,27 @@ async def test_settlement_verdicts(store):
     assert await store.settle("e2", "m5", "loaded") is Verdict.DUPLICATE
 
 
+async def test_settling_many_applies_the_same_rule_in_order(store):
+    await store.settle("seen", "m0", "dead_lettered")
+    verdicts = await store.settle_many(
+        [
+            ("new", "m1", "loaded"),
+            ("new", "m1", "loaded"),  # the same message again, in the same batch
+            ("new", "m2", "loaded"),
+            ("seen", "m3", "loaded"),
+            *((f"bulk{i}", f"b{i}", "ignored") for i in range(1500)),  # past one pipeline
+        ]
+    )
+    assert verdicts[:4] == [
+        Verdict.FIRST,
+        Verdict.REDELIVERY,
+        Verdict.DUPLICATE,
+        Verdict.RECOVERED,
+    ]
+    assert verdicts[4:] == [Verdict.FIRST] * 1500
+    assert await store.settle("bulk1499", "other", "loaded") is Verdict.DUPLICATE
+
+
 async def test_concurrent_settlements_of_one_event_count_it_once(store):
     verdicts = await asyncio.gather(*(store.settle("same", f"m{i}", "loaded") for i in range(25)))
     assert verdicts.count(Verdict.FIRST) == 1

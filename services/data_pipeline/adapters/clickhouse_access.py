@@ -10,15 +10,17 @@ every run, so a re-run converges. Idempotent.
 
 from __future__ import annotations
 
+from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES
 from data_pipeline.adapters.clickhouse_schema import READ_CONTRACT
 from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 
+# Behind the views (views run with the reader's rights): the current state and its history.
 VERSIONED_TABLES = (
     "order_versions",
-    "order_item_sets",
     "product_versions",
     "customer_versions",
     "abandoned_cart_versions",
+    *(table.name for table in CURRENT_TABLES),
 )
 
 

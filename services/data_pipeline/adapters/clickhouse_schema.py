@@ -2,18 +2,25 @@
 
 Storage: every version of every Salla object is a row in a `*_versions` table (ReplacingMergeTree
 ordered by the object key *and* version, so redelivered copies of one version collapse). Fields
-a payload did not carry are NULL. The read contract is the views without the suffix: each field
-is `argMax(field, version)`, and ClickHouse aggregate functions skip NULLs, so every field shows
-the newest version that said anything about it, and a deletion (the newest version has
-`is_deleted = 1`) hides the object. Arrival order never matters.
+a payload did not carry are NULL. Each field of an object's state is `argMax(field, version)`,
+and ClickHouse aggregate functions skip NULLs, so every field shows the newest version that said
+anything about it, and a deletion (the newest version has `is_deleted = 1`) hides the object.
+Arrival order never matters.
 
-Line items are stored as a whole set per order version (`order_item_sets`): the set of the newest
-version that carried items wins, so items removed by an update disappear.
+Line items are stored as a whole set per order version (in the order's version row since
+migration 4, in `order_item_sets` before): the set of the newest version that carried items
+wins, so items removed by an update disappear.
+
+The read contract is the views without a suffix. Since migration 4 they read the objects'
+current state, materialized in `*_current` tables by the loader (adapters/clickhouse_current.py,
+docs/warehouse.md), instead of aggregating every version at query time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES, full_refresh
 
 
 @dataclass(frozen=True)
@@ -254,6 +261,183 @@ MIGRATIONS: tuple[Migration, ...] = (
                 written_at DateTime64(3, 'UTC') DEFAULT now64(3)
             ) ENGINE = ReplacingMergeTree(seq)
             ORDER BY (namespace, doc_id)""",
+        ),
+    ),
+)
+
+_ITEMS = """items Nested(
+    item_id UInt64,
+    product_id Nullable(UInt64),
+    sku String,
+    name String,
+    quantity Decimal(18, 4),
+    unit_price Decimal(18, 4),
+    discount Decimal(18, 4),
+    tax Decimal(18, 4),
+    line_total Decimal(18, 4),
+    currency Nullable(String)
+)"""
+# A partition untouched for this long is merged into one part in the background, which FINAL
+# then reads without merging (ClickHouse's min_age_to_force_merge_seconds).
+_SETTLED = (
+    "min_age_to_force_merge_seconds = 300, min_age_to_force_merge_on_partition_only = 1, "
+    "allow_nullable_key = 1"
+)
+_SNAPSHOT = "versions UInt32, is_deleted UInt8, version UInt64"
+
+
+def _current_tables() -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.orders_current (
+            merchant_id UInt64,
+            order_id UInt64,
+            {_SNAPSHOT},
+            reference_id Nullable(UInt64),
+            status LowCardinality(Nullable(String)),
+            status_name Nullable(String),
+            total {_MONEY},
+            sub_total {_MONEY},
+            shipping_cost {_MONEY},
+            tax {_MONEY},
+            discount {_MONEY},
+            currency LowCardinality(Nullable(String)),
+            payment_method LowCardinality(Nullable(String)),
+            customer_id Nullable(UInt64),
+            city Nullable(String),
+            country LowCardinality(Nullable(String)),
+            source LowCardinality(Nullable(String)),
+            created_at {_TIME},
+            updated_at DateTime64(3, 'UTC'),
+            {_ITEMS},
+            INDEX created_at_minmax created_at TYPE minmax GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+        PARTITION BY toYear(created_at)
+        ORDER BY (merchant_id, order_id)
+        SETTINGS {_SETTLED}""",
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.products_current (
+            merchant_id UInt64,
+            product_id UInt64,
+            {_SNAPSHOT},
+            name Nullable(String),
+            description Nullable(String),
+            sku Nullable(String),
+            price {_MONEY},
+            sale_price {_MONEY},
+            currency LowCardinality(Nullable(String)),
+            status LowCardinality(Nullable(String)),
+            product_type LowCardinality(Nullable(String)),
+            quantity Nullable(Int64),
+            category Nullable(String),
+            updated_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+        ORDER BY (merchant_id, product_id)
+        SETTINGS {_SETTLED}""",
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.customers_current (
+            merchant_id UInt64,
+            customer_id UInt64,
+            {_SNAPSHOT},
+            city Nullable(String),
+            country LowCardinality(Nullable(String)),
+            country_code LowCardinality(Nullable(String)),
+            currency LowCardinality(Nullable(String)),
+            updated_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+        ORDER BY (merchant_id, customer_id)
+        SETTINGS {_SETTLED}""",
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.abandoned_carts_current (
+            merchant_id UInt64,
+            cart_id UInt64,
+            {_SNAPSHOT},
+            customer_id Nullable(UInt64),
+            total {_MONEY},
+            subtotal {_MONEY},
+            discount {_MONEY},
+            currency LowCardinality(Nullable(String)),
+            item_count {_MONEY},
+            coupon_code Nullable(String),
+            created_at {_TIME},
+            updated_at DateTime64(3, 'UTC'),
+            INDEX created_at_minmax created_at TYPE minmax GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+        PARTITION BY toYear(created_at)
+        ORDER BY (merchant_id, cart_id)
+        SETTINGS {_SETTLED}""",
+    )
+
+
+# FINAL per partition: an object lives in one partition (tombstones see to the one exception).
+_FINAL = "FINAL WHERE is_deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
+_CONTRACT_VIEWS = (
+    f"""CREATE OR REPLACE VIEW {{db}}.orders AS
+    SELECT merchant_id, order_id, reference_id, status, status_name, total, sub_total,
+        shipping_cost, tax, discount, currency, payment_method, customer_id, city, country,
+        source, created_at, updated_at
+    FROM {{db}}.orders_current {_FINAL}""",
+    """CREATE OR REPLACE VIEW {db}.sales_facts AS
+    SELECT
+        merchant_id,
+        order_id,
+        items.item_id AS item_id,
+        items.product_id AS product_id,
+        items.sku AS sku,
+        items.name AS name,
+        items.quantity AS quantity,
+        items.unit_price AS unit_price,
+        items.discount AS discount,
+        items.tax AS tax,
+        items.line_total AS line_total,
+        ifNull(items.currency, currency) AS currency,
+        status AS order_status,
+        created_at AS order_created_at
+    FROM {db}.orders_current FINAL
+    ARRAY JOIN items
+    WHERE is_deleted = 0
+    SETTINGS do_not_merge_across_partitions_select_final = 1""",
+    f"""CREATE OR REPLACE VIEW {{db}}.products AS
+    SELECT merchant_id, product_id, name, description, sku, price, sale_price, currency,
+        status, product_type, quantity, category, updated_at
+    FROM {{db}}.products_current {_FINAL}""",
+    f"""CREATE OR REPLACE VIEW {{db}}.customers AS
+    SELECT merchant_id, customer_id, city, country, country_code, currency, updated_at
+    FROM {{db}}.customers_current {_FINAL}""",
+    f"""CREATE OR REPLACE VIEW {{db}}.abandoned_carts AS
+    SELECT merchant_id, cart_id, customer_id, total, subtotal, discount, currency, item_count,
+        coupon_code, created_at, updated_at
+    FROM {{db}}.abandoned_carts_current {_FINAL}""",
+)
+
+_ORDER_VERSION_COLUMNS = (
+    "merchant_id, order_id, version, is_deleted, event_time, reference_id, status, status_name, "
+    "total, sub_total, shipping_cost, tax, discount, currency, payment_method, customer_id, "
+    "city, country, source, created_at, loaded_at"
+)
+
+MIGRATIONS += (
+    Migration(
+        4,
+        "current-state tables behind the read contract",
+        (
+            # Line items move into the order's version row, so an order version and its items
+            # are inserted (and seen) together.
+            f"ALTER TABLE {{db}}.order_versions ADD COLUMN IF NOT EXISTS has_items UInt8 DEFAULT 0,"
+            f" ADD COLUMN IF NOT EXISTS {_ITEMS}",
+            # Keep every stored item set: a copy of each version row that carried one, with its
+            # items (identical keys collapse, and `has_items` tells the snapshot which to take).
+            f"""INSERT INTO {{db}}.order_versions ({_ORDER_VERSION_COLUMNS}, has_items,
+                items.item_id, items.product_id, items.sku, items.name, items.quantity,
+                items.unit_price, items.discount, items.tax, items.line_total, items.currency)
+            SELECT {", ".join(f"v.{c.strip()}" for c in _ORDER_VERSION_COLUMNS.split(","))}, 1,
+                s.items.item_id, s.items.product_id, s.items.sku, s.items.name,
+                s.items.quantity, s.items.unit_price, s.items.discount, s.items.tax,
+                s.items.line_total, s.items.currency
+            FROM {{db}}.order_versions AS v
+            INNER JOIN {{db}}.order_item_sets AS s
+                ON v.merchant_id = s.merchant_id AND v.order_id = s.order_id
+                AND v.version = s.version
+            WHERE v.has_items = 0""",
+            *_current_tables(),
+            *(full_refresh(table, "{db}") for table in CURRENT_TABLES),
+            *_CONTRACT_VIEWS,
         ),
     ),
 )

@@ -7,6 +7,11 @@ batches across the many function instances of production; a returned insert is d
 nothing is fire-and-forget. Embedded chDB has one writer (our group commit already batches), so
 it inserts synchronously: async buffering there only added ~23 ms per insert (measured).
 
+After the inserts, the batch's objects get their current state recomputed from all their
+stored versions (adapters/clickhouse_current.py): a load returns only once the read contract
+shows it. On a ClickHouse server those reads ask for sequential consistency, so a replica never
+computes a state from fewer versions than were inserted.
+
 Every driver failure becomes TransientError here, once: the domain has validated the data, so
 what is left is the warehouse being unavailable.
 """
@@ -20,6 +25,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +34,15 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 from clickhouse_connect.driver.insert import InsertContext
 
+from data_pipeline.adapters.clickhouse_current import (
+    ABANDONED_CARTS,
+    CUSTOMERS,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+    CurrentTable,
+    keyed_refresh,
+)
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
 from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, RawEvent, Warehouse
 from data_pipeline.domain.model import (
@@ -37,10 +52,12 @@ from data_pipeline.domain.model import (
     OrderVersion,
     ProductVersion,
 )
+from data_pipeline.domain.versioning import version_time_millis
 from data_pipeline.errors import PermanentError, TransientError
 
 SERVER_INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
-EMBEDDED_INSERT_SETTINGS = {"async_insert": 0}
+# The snapshot refresh reads what this loader (and every other) just inserted.
+SERVER_REFRESH_SETTINGS = {"select_sequential_consistency": 1}
 
 
 class QueryRejected(PermanentError):
@@ -58,24 +75,26 @@ _ENTITY_TABLES: dict[type, str] = {
     AbandonedCartVersion: "abandoned_cart_versions",
     RawEvent: "raw_events",
 }
-_ITEM_COLUMNS = (
-    "item_id",
-    "product_id",
-    "sku",
-    "name",
-    "quantity",
-    "unit_price",
-    "discount",
-    "tax",
-    "line_total",
-    "currency",
-)
-_ITEM_SET_COLUMNS = (
-    "merchant_id",
-    "order_id",
-    "version",
+_ITEM_COLUMNS = ORDER_ITEMS
+_ORDER_ROW_COLUMNS = (
+    *_columns_of(OrderVersion),
+    "has_items",
     *tuple(f"items.{name}" for name in _ITEM_COLUMNS),
 )
+_REFRESHED_BY: dict[type, CurrentTable] = {
+    OrderVersion: ORDERS,
+    OrderItemSet: ORDERS,
+    ProductVersion: PRODUCTS,
+    CustomerVersion: CUSTOMERS,
+    AbandonedCartVersion: ABANDONED_CARTS,
+}
+_KEY_OF: dict[type, str] = {
+    OrderVersion: "order_id",
+    OrderItemSet: "order_id",
+    ProductVersion: "product_id",
+    CustomerVersion: "customer_id",
+    AbandonedCartVersion: "cart_id",
+}
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -93,9 +112,10 @@ class ClickHouseWarehouse(Warehouse):
         self._insert_contexts: dict[str, InsertContext] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="warehouse-insert")
         self._write_lock = threading.Lock()
-        self._insert_settings = (
-            EMBEDDED_INSERT_SETTINGS if self.is_embedded else SERVER_INSERT_SETTINGS
-        )
+        # chDB inserts synchronously by default, and its client applies per-call settings by
+        # reading, setting and restoring each one (three extra queries), so none are sent there.
+        self._insert_settings = None if self.is_embedded else SERVER_INSERT_SETTINGS
+        self._refresh_settings = None if self.is_embedded else SERVER_REFRESH_SETTINGS
         self._lock = threading.Lock()
         self._getters: dict[type, Callable[[Any], tuple[Any, ...]]] = {
             entity_type: operator.attrgetter(*_columns_of(entity_type))
@@ -194,29 +214,46 @@ class ClickHouseWarehouse(Warehouse):
     def write(self, batch: LoadBatch) -> None:
         groups: dict[str, tuple[Sequence[str], list[Any]]] = {}
         by_type: dict[type, list[Any]] = defaultdict(list)
+        touched: dict[CurrentTable, set[tuple[int, int]]] = defaultdict(set)
         for record in [*batch.raw_events, *batch.entities]:
             by_type[type(record)].append(record)
+            if type(record) in _REFRESHED_BY:
+                key = getattr(record, _KEY_OF[type(record)])
+                touched[_REFRESHED_BY[type(record)]].add((record.merchant_id, key))
+        orders = by_type.pop(OrderVersion, [])
+        item_sets = by_type.pop(OrderItemSet, [])
+        if orders or item_sets:
+            groups["order_versions"] = (_ORDER_ROW_COLUMNS, _order_rows(orders, item_sets))
         for entity_type, records in by_type.items():
-            if entity_type is OrderItemSet:
-                groups["order_item_sets"] = (_ITEM_SET_COLUMNS, [_item_set_row(r) for r in records])
-            else:
-                getter = self._getters[entity_type]
-                groups[_ENTITY_TABLES[entity_type]] = (
-                    _columns_of(entity_type),
-                    [getter(record) for record in records],
-                )
-        with self._write_lock:  # one batch at a time; its tables in parallel
-            futures = [
-                self._pool.submit(
-                    self._guard,
-                    f"insert into {table}",
-                    lambda t=table, c=columns, r=rows: self._insert(t, c, r),
-                )
-                for table, (columns, rows) in groups.items()
-            ]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            getter = self._getters[entity_type]
+            groups[_ENTITY_TABLES[entity_type]] = (
+                _columns_of(entity_type),
+                [getter(record) for record in records],
+            )
+        with self._write_lock:  # one batch at a time; its tables in parallel, then its objects
+            self._parallel(
+                {
+                    f"insert into {table}": lambda t=table, c=columns, r=rows: self._insert(t, c, r)
+                    for table, (columns, rows) in groups.items()
+                }
+            )
+            self._parallel(
+                {
+                    f"refresh of {table.name}": lambda t=table, k=keys: self._refresh(t, k)
+                    for table, keys in touched.items()
+                }
+            )
+
+    def _parallel(self, actions: dict[str, Callable[[], Any]]) -> None:
+        futures = [self._pool.submit(self._guard, what, action) for what, action in actions.items()]
+        errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             raise errors[0]
+
+    def _refresh(self, table: CurrentTable, keys: set[tuple[int, int]]) -> None:
+        client = self._client_for(table.name)
+        for statement in keyed_refresh(table, self.database, sorted(keys)):
+            client.command(statement, settings=self._refresh_settings)
 
     def _insert(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:
         client = self._client_for(table)
@@ -260,13 +297,39 @@ class ClickHouseWarehouse(Warehouse):
 
 
 _item_values = operator.attrgetter(*_ITEM_COLUMNS)
+_order_values = operator.attrgetter(*_columns_of(OrderVersion))
+_NO_ITEMS: tuple[list[Any], ...] = tuple([] for _ in _ITEM_COLUMNS)
 
 
-def _item_set_row(item_set: OrderItemSet) -> tuple[Any, ...]:
+def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> list[Any]:
+    """One row per order version, carrying its item set (if the payload had one)."""
+    sets = {(s.merchant_id, s.order_id, s.version): s for s in item_sets}
+    rows = []
+    for order in orders:
+        item_set = sets.pop((order.merchant_id, order.order_id, order.version), None)
+        rows.append((*_order_values(order), *_items_columns(item_set)))
+    for item_set in sets.values():  # items without an order version: the keys and the items
+        header = OrderVersion(
+            merchant_id=item_set.merchant_id,
+            order_id=item_set.order_id,
+            version=item_set.version,
+            event_time=_version_time(item_set.version),
+        )
+        rows.append((*_order_values(header), *_items_columns(item_set)))
+    return rows
+
+
+def _items_columns(item_set: OrderItemSet | None) -> tuple[Any, ...]:
+    if item_set is None:
+        return (0, *_NO_ITEMS)
     # One attrgetter per item, then a transpose: the Nested columns are parallel arrays.
     columns = list(zip(*map(_item_values, item_set.items), strict=True)) if item_set.items else []
     arrays = [list(column) for column in columns] or [[] for _ in _ITEM_COLUMNS]
-    return (item_set.merchant_id, item_set.order_id, item_set.version, *arrays)
+    return (1, *arrays)
+
+
+def _version_time(version: int) -> datetime:
+    return datetime.fromtimestamp(version_time_millis(version) / 1000, UTC)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,6 +1,7 @@
-"""The warehouse state that retrieval documents are built from: the newest version of each
-product and order (with its line items), read straight from the versioned tables so deleted
-entities come back as deletions rather than silently missing."""
+"""The warehouse state that retrieval documents are built from: each product's and order's
+current state (with its line items) from the current-state tables, and, for the ids not found
+there, whether the versions say they were deleted (so a deletion comes back as a deletion, not
+as silently missing)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ class CurrentState:
     items: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # order lines
 
 
+_CURRENT = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+
+
 class WarehouseDocuments:
     def __init__(self, warehouse: ClickHouseWarehouse) -> None:
         self._warehouse = warehouse
@@ -49,52 +53,68 @@ class WarehouseDocuments:
         state = CurrentState()
         if not ids:
             return state
-        latest = ", ".join(f"argMax({c}, version) AS {c}" for c in _PRODUCT_COLUMNS)
-        result = await asyncio.to_thread(
-            self._warehouse.query,
-            f"SELECT product_id, argMax(is_deleted, version) AS deleted, {latest}, "  # noqa: S608
-            f"max(event_time) AS updated_at FROM {self._db}.product_versions "
+        parameters = {"m": merchant_id, "ids": list(ids)}
+        result = await self._query(
+            f"SELECT product_id, {', '.join(_PRODUCT_COLUMNS)}, updated_at "  # noqa: S608
+            f"FROM {self._db}.products_current FINAL "
             "WHERE merchant_id = {m:UInt64} AND product_id IN {ids:Array(UInt64)} "
-            "GROUP BY product_id",
-            {"m": merchant_id, "ids": list(ids)},
+            f"AND is_deleted = 0 {_CURRENT}",
+            parameters,
         )
         for row in map(lambda r: dict(zip(result.columns, r, strict=True)), result.rows):
-            if row.pop("deleted"):
-                state.deleted.add(row["product_id"])
-            else:
-                state.rows[row["product_id"]] = row
+            state.rows[row["product_id"]] = row
+        state.deleted = await self._deleted(
+            "product_versions", "product_id", merchant_id, ids, state
+        )
         return state
 
     async def orders(self, merchant_id: int, ids: Sequence[int]) -> CurrentState:
         state = CurrentState()
         if not ids:
             return state
-        latest = ", ".join(f"argMax({c}, version) AS {c}" for c in _ORDER_COLUMNS)
         parameters = {"m": merchant_id, "ids": list(ids)}
-        headers, lines = await asyncio.gather(
-            asyncio.to_thread(
-                self._warehouse.query,
-                f"SELECT order_id, argMax(is_deleted, version) AS deleted, {latest} "  # noqa: S608
-                f"FROM {self._db}.order_versions "
-                "WHERE merchant_id = {m:UInt64} AND order_id IN {ids:Array(UInt64)} "
-                "GROUP BY order_id",
-                parameters,
-            ),
-            asyncio.to_thread(
-                self._warehouse.query,
-                "SELECT order_id, items.product_id AS product_id, items.sku AS sku, "  # noqa: S608
-                "items.name AS name, items.quantity AS quantity "
-                f"FROM {self._db}.order_item_sets FINAL ARRAY JOIN items "
-                "WHERE merchant_id = {m:UInt64} AND order_id IN {ids:Array(UInt64)} "
-                "ORDER BY order_id, items.item_id",
-                parameters,
-            ),
+        result = await self._query(
+            f"SELECT order_id, {', '.join(_ORDER_COLUMNS)}, "  # noqa: S608
+            "items.product_id, items.sku, items.name, items.quantity, items.item_id "
+            f"FROM {self._db}.orders_current FINAL "
+            "WHERE merchant_id = {m:UInt64} AND order_id IN {ids:Array(UInt64)} "
+            f"AND is_deleted = 0 {_CURRENT}",
+            parameters,
         )
-        for row in map(lambda r: dict(zip(headers.columns, r, strict=True)), headers.rows):
-            if row.pop("deleted"):
-                state.deleted.add(row["order_id"])
-            else:
-                state.rows[row["order_id"]] = row
-        for line in map(lambda r: dict(zip(lines.columns, r, strict=True)), lines.rows):
-            state.items.setdefault(line.pop("order_id"), []).append(line)
+        for values in result.rows:
+            row = dict(zip(result.columns, values, strict=True))
+            lines = sorted(
+                zip(
+                    row.pop("items.item_id"),
+                    row.pop("items.product_id"),
+                    row.pop("items.sku"),
+                    row.pop("items.name"),
+                    row.pop("items.quantity"),
+                    strict=True,
+                )
+            )
+            state.rows[row["order_id"]] = row
+            if lines:
+                state.items[row["order_id"]] = [
+                    {"product_id": product, "sku": sku, "name": name, "quantity": quantity}
+                    for _, product, sku, name, quantity in lines
+                ]
+        state.deleted = await self._deleted("order_versions", "order_id", merchant_id, ids, state)
         return state
+
+    async def _deleted(
+        self, table: str, key: str, merchant_id: int, ids: Sequence[int], state: CurrentState
+    ) -> set[int]:
+        missing = [i for i in ids if i not in state.rows]
+        if not missing:
+            return set()
+        result = await self._query(
+            f"SELECT {key} FROM {self._db}.{table} "  # noqa: S608
+            f"WHERE merchant_id = {{m:UInt64}} AND {key} IN {{ids:Array(UInt64)}} "
+            f"GROUP BY {key} HAVING argMax(is_deleted, version) = 1",
+            {"m": merchant_id, "ids": missing},
+        )
+        return {row[0] for row in result.rows}
+
+    async def _query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(self._warehouse.query, sql, parameters)

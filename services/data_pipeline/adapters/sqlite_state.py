@@ -74,29 +74,35 @@ class SqliteStateStore(StateStore):
                 raise TransientError(f"state store failed: {error}") from error
 
     async def settle(self, event_key: str, message_id: str, outcome: str) -> Verdict:
+        return (await self.settle_many([(event_key, message_id, outcome)]))[0]
+
+    async def settle_many(self, settlements: list[tuple[str, str, str]]) -> list[Verdict]:
         now = time.time()
 
-        def work(db: sqlite3.Connection) -> Verdict:
-            row = db.execute(
-                "SELECT message_id, outcome FROM settlements"
-                " WHERE event_key = ? AND expires_at > ?",
-                (event_key, now),
-            ).fetchone()
-            verdict = decide(row, message_id, outcome)
-            if verdict in (Verdict.FIRST, Verdict.RECOVERED):
-                db.execute(
-                    "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?)",
-                    (event_key, message_id, outcome, now + SETTLEMENT_TTL_SECONDS),
-                )
-            return verdict
+        def work(db: sqlite3.Connection) -> list[Verdict]:
+            verdicts = []
+            for event_key, message_id, outcome in settlements:
+                row = db.execute(
+                    "SELECT message_id, outcome FROM settlements"
+                    " WHERE event_key = ? AND expires_at > ?",
+                    (event_key, now),
+                ).fetchone()
+                verdict = decide(row, message_id, outcome)
+                if verdict in (Verdict.FIRST, Verdict.RECOVERED):
+                    db.execute(
+                        "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?)",
+                        (event_key, message_id, outcome, now + SETTLEMENT_TTL_SECONDS),
+                    )
+                verdicts.append(verdict)
+            return verdicts
 
-        verdict = self._transaction(work)
-        self._writes += 1
-        if self._writes % 5000 == 0:
+        verdicts = self._transaction(work)
+        before, self._writes = self._writes, self._writes + len(settlements)
+        if self._writes // 5000 != before // 5000:
             self._transaction(
                 lambda db: db.execute("DELETE FROM settlements WHERE expires_at <= ?", (now,))
             )
-        return verdict
+        return verdicts
 
     async def get_merchant(self, merchant_id: int) -> MerchantRecord | None:
         with self._lock:

@@ -93,19 +93,7 @@ class EventProcessor:
         log.warning("event_dead_lettered", message_id=message_id, reason=reason[:300])
 
     async def apply_merchant_changes(self, changes: Sequence[MerchantChange]) -> None:
-        for change in changes:
-            if isinstance(change, MerchantAuthorized):
-                tokens = EncryptedTokens(
-                    access_token=self._cipher.encrypt(change.access_token),
-                    refresh_token=self._cipher.encrypt(change.refresh_token),
-                    expires_at=change.expires_at.timestamp() if change.expires_at else None,
-                    scope=change.scope,
-                )
-                await self._state.set_tokens(change.merchant_id, tokens, change.version)
-            elif isinstance(change, MerchantInstallChanged):
-                await self._state.set_installed(
-                    change.merchant_id, change.installed, change.version
-                )
+        await apply_merchant_changes(self._state, self._cipher, changes)
 
     def _count(self, verdict: Verdict, outcome: str) -> None:
         if verdict is Verdict.FIRST:
@@ -116,6 +104,23 @@ class EventProcessor:
             self._metrics.events_recovered.inc()
         else:
             self._metrics.redeliveries.inc()
+
+
+async def apply_merchant_changes(
+    state: StateStore, cipher: TokenCipher, changes: Sequence[MerchantChange]
+) -> None:
+    """Installation state and OAuth tokens, each applied only when newer (versioned)."""
+    for change in changes:
+        if isinstance(change, MerchantAuthorized):
+            tokens = EncryptedTokens(
+                access_token=cipher.encrypt(change.access_token),
+                refresh_token=cipher.encrypt(change.refresh_token),
+                expires_at=change.expires_at.timestamp() if change.expires_at else None,
+                scope=change.scope,
+            )
+            await state.set_tokens(change.merchant_id, tokens, change.version)
+        elif isinstance(change, MerchantInstallChanged):
+            await state.set_installed(change.merchant_id, change.installed, change.version)
 
 
 def archive_record(envelope: Envelope, raw: bytes, received: datetime, source: str) -> RawEvent:

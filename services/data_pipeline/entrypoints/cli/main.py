@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from data_pipeline.entrypoints.cli import dlq, rag, stack, sync, warehouse, webhook
+from data_pipeline.entrypoints.cli import dlq, importer, rag, stack, sync, warehouse, webhook
 
 app = typer.Typer(
     name="salla-pipeline",
@@ -19,6 +19,7 @@ app.command("salla-emulator")(stack.salla_emulator)
 app.command("embeddings-dev")(stack.embeddings_dev)
 app.command()(warehouse.migrate)
 app.command()(warehouse.replay)
+app.command("import-events")(importer.import_events)
 app.command()(stack.demo)
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(dlq.app, name="dlq")

@@ -1,0 +1,96 @@
+"""`salla-pipeline import-events` end to end: line items per second from a JSON Lines file.
+
+`python -m bench import`. A simulated store's history (orders with 1–4 line items, their status
+changes, products, customers) is written to a JSON Lines file, then imported into an empty data
+dir by the real command, as a user runs it (a subprocess: reading, parsing, transforming,
+archiving, loading, refreshing the current state, settling each event in the embedded state
+store). Then the same file again: every event is already there, the import must change nothing.
+
+Differs from production: chDB embedded and SQLite state in the same process, where production
+imports through a service into ClickHouse Cloud and Redis.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.devtools.salla_samples import StoreSimulation, encode
+
+from bench.processes import clean_env, workdir
+
+SCRIPT = str(Path(sys.executable).parent / "salla-pipeline")
+
+
+def _store(orders: int) -> StoreSimulation:
+    store = StoreSimulation(merchant_id=8_000_002, seed=9)
+    store.create_products()
+    store.create_customers(200)
+    for _ in range(orders):
+        store.create_order()
+    return store
+
+
+def _import(path: Path, data_dir: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    finished = subprocess.run(
+        [SCRIPT, "import-events", str(path), "--data-dir", str(data_dir)],
+        env=clean_env(COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise RuntimeError(finished.stdout[-2000:] + finished.stderr[-2000:])
+    return seconds, finished.stdout
+
+
+def _count(pattern: str, output: str) -> int:
+    match = re.search(pattern, output)
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def measure(orders: int = 40_000) -> dict[str, Any]:
+    store = _store(orders)
+    with workdir() as tmp:
+        path = tmp / "events.jsonl"
+        path.write_bytes(b"".join(encode(event) + b"\n" for event in store.events))
+        file_mib = round(path.stat().st_size / 2**20, 1)
+        first_s, first = _import(path, tmp / "data")
+        again_s, again = _import(path, tmp / "data")
+    items = _count(r"\(([\d,]+) line items\)", first)
+    return {
+        "events": len(store.events),
+        "orders": orders,
+        "line_items": items,
+        "file_mib": file_mib,
+        "first_import_s": round(first_s, 2),
+        "line_items_per_s": round(items / first_s),
+        "events_per_s": round(len(store.events) / first_s),
+        "loaded": _count(r"([\d,]+) loaded", first),
+        "reimport_s": round(again_s, 2),
+        "reimport_loaded": _count(r"([\d,]+) loaded", again),
+        "reimport_duplicates": _count(r"([\d,]+) already there", again),
+        "target_met": items / first_s >= 20_000,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    return (
+        f"import-events ({result['events']:,} events, {result['orders']:,} orders, "
+        f"{result['line_items']:,} line items, {result['file_mib']} MiB), "
+        "end to end through the CLI: "
+        f"{result['first_import_s']} s = {result['line_items_per_s']:,} line items/s "
+        f"({result['events_per_s']:,} events/s; target >= 20,000 line items/s); "
+        f"re-import {result['reimport_s']} s, {result['reimport_loaded']} loaded, "
+        f"{result['reimport_duplicates']:,} already there"
+    )
+
+
+if __name__ == "__main__":
+    print(report(measure()))

@@ -1,0 +1,226 @@
+"""Current-state tables: the read contract, materialized, exact at any moment.
+
+Every version of every object stays in its `*_versions` table (the source of truth, never
+rewritten). After each load the loader recomputes the current state of the objects the batch
+touched, in ClickHouse, from *all* their stored versions (per field the newest version that
+carried it, as before), and inserts it into `*_current`, a ReplacingMergeTree whose version is
+the number of distinct stored versions the snapshot was computed from (`versions`).
+
+Why that version: reads are linearizable (one server, or ClickHouse Cloud with
+`select_sequential_consistency`), so a snapshot computed later saw a superset of the versions an
+earlier one saw; equal counts mean equal sets. Whatever the interleaving of concurrent loaders,
+the last snapshot computed saw every version whose insert had completed, so it has the highest
+count and wins; a stale snapshot written late loses. Duplicated or replayed versions do not
+change the count (`*_versions` collapse identical keys).
+
+The contract views read `*_current FINAL` per partition. Time-ranged tables are partitioned by
+the year of the object's creation, so a range query opens only its years and old years settle
+into one merged part each (min_age_to_force_merge), which FINAL reads without merging. An object
+stays in one partition for good, with one exception: its creation time can be unknown at first
+(a partial payload arrived before the full one) and known later. The refresh then writes a
+tombstone into the partition the object left (`version = 0`, `is_deleted = 1`, with as many
+versions as the new snapshot), so no object is ever shown twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PARTITION_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+
+
+@dataclass(frozen=True)
+class CurrentTable:
+    name: str
+    source: str
+    key: str  # the object id column; every table is keyed (merchant_id, key)
+    fields: tuple[str, ...]  # newest non-null value wins
+    deletable: bool = False
+    items: tuple[str, ...] = ()  # order lines: the newest version that carried a set
+    time_column: str | None = None  # partitioned by its year
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        nested = tuple(f"items.{item}" for item in self.items)
+        return (
+            "merchant_id",
+            self.key,
+            "versions",
+            "is_deleted",
+            "version",
+            *self.fields,
+            "updated_at",
+            *nested,
+        )
+
+
+ORDER_ITEMS = (
+    "item_id",
+    "product_id",
+    "sku",
+    "name",
+    "quantity",
+    "unit_price",
+    "discount",
+    "tax",
+    "line_total",
+    "currency",
+)
+ORDERS = CurrentTable(
+    name="orders_current",
+    source="order_versions",
+    key="order_id",
+    fields=(
+        "reference_id",
+        "status",
+        "status_name",
+        "total",
+        "sub_total",
+        "shipping_cost",
+        "tax",
+        "discount",
+        "currency",
+        "payment_method",
+        "customer_id",
+        "city",
+        "country",
+        "source",
+        "created_at",
+    ),
+    deletable=True,
+    items=ORDER_ITEMS,
+    time_column="created_at",
+)
+PRODUCTS = CurrentTable(
+    name="products_current",
+    source="product_versions",
+    key="product_id",
+    fields=(
+        "name",
+        "description",
+        "sku",
+        "price",
+        "sale_price",
+        "currency",
+        "status",
+        "product_type",
+        "quantity",
+        "category",
+    ),
+    deletable=True,
+)
+CUSTOMERS = CurrentTable(
+    name="customers_current",
+    source="customer_versions",
+    key="customer_id",
+    fields=("city", "country", "country_code", "currency"),
+)
+ABANDONED_CARTS = CurrentTable(
+    name="abandoned_carts_current",
+    source="abandoned_cart_versions",
+    key="cart_id",
+    fields=(
+        "customer_id",
+        "total",
+        "subtotal",
+        "discount",
+        "currency",
+        "item_count",
+        "coupon_code",
+        "created_at",
+    ),
+    time_column="created_at",
+)
+CURRENT_TABLES = (ORDERS, PRODUCTS, CUSTOMERS, ABANDONED_CARTS)
+
+
+def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
+    """Per object: its state from every stored version (`version` is aliased away: ClickHouse
+    would resolve it inside the other aggregates)."""
+    deleted = "argMax(is_deleted, version)" if table.deletable else "toUInt8(0)"
+    fields = [f"argMax({field}, version) AS {field}" for field in table.fields]
+    items = [f"argMaxIf(items.{i}, version, has_items) AS `items.{i}`" for i in table.items]
+    return (
+        f"SELECT merchant_id, {table.key}, toUInt32(uniqExact(version)) AS versions, "
+        f"{deleted} AS is_deleted, max(version) AS latest_version, "
+        + ", ".join([*fields, "max(event_time) AS updated_at", *items])
+        + f" FROM {db}.{table.source} {where} GROUP BY merchant_id, {table.key}"
+    )
+
+
+def _insert_columns(table: CurrentTable) -> str:
+    return ", ".join(f"`{column}`" for column in table.columns)
+
+
+def _select_columns(table: CurrentTable) -> str:
+    return ", ".join(
+        "latest_version" if column == "version" else f"`{column}`" for column in table.columns
+    )
+
+
+def full_refresh(table: CurrentTable, db: str) -> str:
+    """Every object's current state (a migration fills a new, empty table with this). The
+    versions are sorted by (merchant_id, key, version), so grouping in that order streams: the
+    memory it takes does not grow with the warehouse."""
+    return (
+        f"INSERT INTO {db}.{table.name} ({_insert_columns(table)}) "
+        f"SELECT {_select_columns(table)} FROM ({_snapshot_select(table, db, '')}) "
+        "SETTINGS optimize_aggregation_in_order = 1"
+    )
+
+
+def keys_filter(key: str, keys: Iterable[tuple[int, int]]) -> str:
+    """Two single-column IN lists rather than one tuple IN: ClickHouse uses both against the
+    sort key and evaluates them several times faster (4,000 keys: 22 ms vs 104 ms). It selects
+    a superset when ids repeat across merchants (Salla's ids are global, so rarely), which is
+    harmless: recomputing any object's snapshot from its stored versions is always correct."""
+    merchants: set[int] = set()
+    objects: set[int] = set()
+    for merchant, object_id in keys:
+        merchants.add(int(merchant))
+        objects.add(int(object_id))
+    return (
+        f"merchant_id IN ({','.join(map(str, sorted(merchants)))}) "
+        f"AND {key} IN ({','.join(map(str, sorted(objects)))})"
+    )
+
+
+def keyed_refresh(table: CurrentTable, db: str, keys: Iterable[tuple[int, int]]) -> list[str]:
+    """The statements that bring the objects `keys` up to date, in order."""
+    where = keys_filter(table.key, keys)
+    statements = [
+        f"INSERT INTO {db}.{table.name} ({_insert_columns(table)}) "
+        f"SELECT {_select_columns(table)} FROM ({_snapshot_select(table, db, 'WHERE ' + where)})"
+    ]
+    if table.time_column is not None:
+        statements.append(_tombstones(table, db, where))
+    return statements
+
+
+def _tombstones(table: CurrentTable, db: str, where: str) -> str:
+    """A partition still holding a live row of one of these objects, other than the partition
+    of its newest snapshot, gets a tombstone (see the module docstring).
+
+    Run after the snapshots are inserted, never in the same statement: this read must see every
+    snapshot whose insert completed before it, so that the last loader to get here tombstones
+    what any other left behind. One pass: per object and partition, the newest row and whether
+    it is a snapshot (version > 0) or already a tombstone.
+    """
+    time, key = table.time_column, table.key
+    return (
+        f"INSERT INTO {db}.{table.name} (merchant_id, {key}, versions, is_deleted, version, "
+        f"{time}, updated_at) "
+        f"SELECT merchant_id, {key}, newest_versions, 1, 0, stale.2, now64(3) FROM ("
+        f" SELECT merchant_id, {key}, maxIf(top, live) AS newest_versions,"
+        "  argMaxIf(year, top, live) AS newest_year,"
+        "  groupArray((year, top_time, live)) AS partitions"
+        " FROM ("
+        f"  SELECT merchant_id, {key}, toYear({time}) AS year, max(versions) AS top,"
+        f"   argMax({time}, versions) AS top_time, argMax(version, versions) > 0 AS live"
+        f"  FROM {db}.{table.name} WHERE {where}"
+        f"  GROUP BY merchant_id, {key}, year"
+        f" ) GROUP BY merchant_id, {key}"
+        ") ARRAY JOIN partitions AS stale "
+        "WHERE stale.3 AND NOT isNotDistinctFrom(stale.1, newest_year)"
+    )

@@ -1,0 +1,231 @@
+"""`salla-pipeline import-events FILE`: bulk-load Salla envelopes (JSON Lines, `.gz`, `-`).
+
+Into a stopped data dir (or a warehouse given by CLICKHOUSE_URL) directly; into a running
+service (the local stack, which holds its chDB directory, or a deployment) with `--url`, in
+chunks. Either way through the worker's transform, versions, raw archive and settlements
+(service_layer/importer.py). Exit status 1 when any line failed; each is listed with its number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from data_pipeline.entrypoints.cli.console import console, fail
+from data_pipeline.entrypoints.cli.service import DataDirOption, ServiceClient
+from data_pipeline.errors import TransientError
+from shared.topics import IMPORT_PATH
+
+CHUNK_LINES = 5000  # per request to a service: well inside its body limit and timeout
+MAX_LISTED_FAILURES = 20
+
+
+def import_events(
+    file: Annotated[str, typer.Argument(help="JSON Lines of Salla envelopes (.gz ok; - = stdin).")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="Import through this running service (e.g. the local stack's URL)."),
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(envvar="CLICKHOUSE_URL", help="Warehouse DSN (default: the data dir's chDB)."),
+    ] = None,
+    database: Annotated[str, typer.Option(envvar="CLICKHOUSE_DATABASE")] = "analytics",
+    data_dir: DataDirOption = Path(".data"),
+) -> None:
+    """Load Salla events from a file as the worker would: re-importing is a no-op, a bad line is
+    reported with its number and skipped, the exit status says whether any line failed."""
+    from data_pipeline.service_layer.importer import ImportReport
+
+    stream, size = _open(file)
+    with stream, _progress() as progress:
+        task = progress.add_task("importing", total=size, lines=0, rate="")
+        done = {"lines": 0, "bytes": 0}
+
+        def advance(lines: int, consumed: int) -> None:
+            done["lines"] += lines
+            done["bytes"] += consumed
+            elapsed = progress.tasks[0].elapsed or 1e-9
+            progress.update(
+                task,
+                completed=_position(stream, done["bytes"]),
+                lines=done["lines"],
+                rate=f"{done['lines'] / elapsed:,.0f} lines/s",
+            )
+
+        report = ImportReport()
+        if url:
+            _through_service(url, data_dir, stream, report, advance)
+        else:
+            _direct(dsn, database, data_dir, stream, report, advance)
+    console.print(
+        f"{report.lines:,} lines: {report.loaded:,} loaded, {report.ignored:,} not modeled, "
+        f"{report.duplicates:,} already there, {len(report.failures):,} failed "
+        f"({report.line_items:,} line items)"
+    )
+    for failure in report.failures[:MAX_LISTED_FAILURES]:
+        console.print(f"  line {failure.line}: {failure.reason}", markup=False)
+    if len(report.failures) > MAX_LISTED_FAILURES:
+        console.print(f"  … and {len(report.failures) - MAX_LISTED_FAILURES} more")
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _open(file: str) -> tuple[IO[bytes], int | None]:
+    """The lines' byte stream (gzip by its magic bytes) and the size to show progress against."""
+    if file == "-":
+        raw: IO[bytes] = io.BufferedReader(sys.stdin.buffer)  # type: ignore[arg-type]
+        size = None
+    else:
+        path = Path(file)
+        if not path.is_file():
+            fail(f"{file}: no such file")
+        raw = path.open("rb")
+        size = path.stat().st_size
+    if isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == b"\x1f\x8b":
+        return _Gzip(raw), size
+    return raw, size
+
+
+class _Gzip(gzip.GzipFile):
+    """A gzip stream that reports how far into the compressed file it is (for the bar)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self.compressed = raw
+
+
+def _position(stream: IO[bytes], fallback: float) -> float:
+    if isinstance(stream, _Gzip):
+        try:
+            return float(stream.compressed.tell())
+        except (OSError, ValueError):
+            return fallback
+    return fallback
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[lines]:,} lines · {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _direct(
+    dsn: str | None,
+    database: str,
+    data_dir: Path,
+    stream: IO[bytes],
+    report: Any,
+    advance: Any,
+) -> None:
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.service_layer.importer import EventImporter
+
+    data_dir = data_dir.resolve()
+    warehouse = ClickHouseWarehouse(dsn or f"chdb://{data_dir / 'clickhouse'}", database)
+    state = _state_store(data_dir)
+    importer = EventImporter(warehouse, state, _cipher(data_dir, local=dsn is None))
+
+    async def run() -> Any:
+        try:
+            return await importer.run(iter(stream), progress=advance)
+        finally:
+            await state.close()
+
+    try:
+        warehouse.migrate()  # a new data dir gets its schema; a current one is untouched
+        report.add(asyncio.run(run()))
+    except TransientError as error:
+        fail(
+            f"{error} (a running local stack holds the chDB directory: import through it with "
+            "--url http://127.0.0.1:8000, or stop it first)"
+        )
+    finally:
+        warehouse.close()
+
+
+def _state_store(data_dir: Path) -> Any:
+    if os.environ.get("REDIS_URL"):
+        from data_pipeline.adapters.redis_state import RedisStateStore
+
+        return RedisStateStore(os.environ["REDIS_URL"])
+    from data_pipeline.adapters.sqlite_state import SqliteStateStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteStateStore(data_dir / "state.sqlite3")
+
+
+def _cipher(data_dir: Path, *, local: bool) -> Any:
+    """Merchant tokens are stored encrypted: with TOKEN_ENCRYPTION_KEY, or into a local data dir
+    with that dir's key (created on first use, as `salla-pipeline dev` does). Into another
+    warehouse without a key, token events are reported as failed lines; nothing else is affected."""
+    from data_pipeline.adapters.token_cipher import TokenCipher
+
+    key = os.environ.get("TOKEN_ENCRYPTION_KEY")
+    if not key and local:
+        from data_pipeline.devtools.local_stack import local_secrets
+
+        key = local_secrets(data_dir).token_encryption_key
+    return TokenCipher(key) if key else None
+
+
+def _through_service(
+    url: str, data_dir: Path, stream: IO[bytes], report: Any, advance: Any
+) -> None:
+    from data_pipeline.service_layer.importer import ImportFailure, ImportReport
+
+    client = ServiceClient.connect(url, data_dir)
+    offset = 0
+    for chunk in _chunks(stream):
+        _, answer = client.call(
+            "POST",
+            IMPORT_PATH,
+            content=b"".join(chunk),
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=300,
+        )
+        part = ImportReport(
+            lines=answer["lines"],
+            loaded=answer["loaded"],
+            ignored=answer["ignored"],
+            duplicates=answer["duplicates"],
+            line_items=answer["lineItems"],
+            failures=[ImportFailure(f["line"], f["reason"]) for f in answer["failures"]],
+        )
+        report.add(part, line_offset=offset)
+        offset += len(chunk)
+        advance(len(chunk), sum(len(line) for line in chunk))
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for line in stream:
+        chunk.append(line if line.endswith(b"\n") else line + b"\n")
+        if len(chunk) >= CHUNK_LINES:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

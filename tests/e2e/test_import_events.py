@@ -1,0 +1,135 @@
+"""`salla-pipeline import-events`, run as a user runs it: into a stopped data dir, from a gzip
+file and from stdin, and through a running local stack; with duplicates, any order and broken
+lines. The contract must end up exactly the simulated store's truth."""
+
+import gzip
+import json
+import random
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from data_pipeline.devtools.salla_samples import demo_store, encode
+
+from tests.e2e.test_cli import sql, stop
+from tests.support.cli import SCRIPT, clean_env, run_cli, start_cli, wait_healthy
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def lines_of(events):
+    return [encode(event) + b"\n" for event in events]
+
+
+_CONTRACT = """
+import json, sys
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+[(orders, total)] = client.query("SELECT count(), sum(total) FROM analytics.orders").result_rows
+[(lines, line_total)] = client.query(
+    "SELECT count(), sum(line_total) FROM analytics.sales_facts").result_rows
+[(archived,)] = client.query("SELECT count() FROM analytics.raw_events FINAL").result_rows
+print(json.dumps([orders, str(total), lines, str(line_total), archived]))
+"""
+
+
+def contract(data_dir):
+    """Read in a child process: chDB opens one data path per process, and this test process
+    already holds the shared test engine's."""
+    finished = subprocess.run(
+        [sys.executable, "-c", _CONTRACT, str((data_dir / "clickhouse").resolve())],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
+    )
+    orders, total, lines, line_total, archived = json.loads(finished.stdout.splitlines()[-1])
+    return orders, Decimal(total), lines, Decimal(line_total), archived
+
+
+def expected(store):
+    truth = store.truth
+    return (
+        len(truth.live_orders()),
+        truth.order_total_sum(),
+        truth.line_count(),
+        truth.line_total_sum(),
+        len({encode(e) for e in store.events}),
+    )
+
+
+def test_a_file_with_duplicates_disorder_and_broken_lines_loads_exactly_the_rest(tmp_path):
+    store = demo_store(seed=31, orders=30)
+    events = store.events + random.Random(1).sample(store.events, 15)
+    random.Random(2).shuffle(events)
+    lines = lines_of(events)
+    lines.insert(4, b'{"event": "order.created", "merchant": 1, "data": \n')  # cut off JSON
+    lines.insert(9, b"\n")  # blank: skipped, not an event
+    broken = next(json.loads(line) for line in lines[20:] if b'"order.created"' in line[:40])
+    broken["data"]["amounts"] = {"total": "not money"}
+    lines.insert(20, json.dumps(broken).encode() + b"\n")
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines))
+
+    first = run_cli("import-events", str(path), "--data-dir", str(tmp_path / "data"))
+    assert first.returncode == 1, first.stdout + first.stderr  # some lines failed
+    output = first.stdout
+    assert "line 5:" in output and "line 21:" in output and "2 failed" in output
+    assert contract(tmp_path / "data") == expected(store)
+
+    # Again: nothing new (every event is already there), the same two lines still fail.
+    again = run_cli("import-events", str(path), "--data-dir", str(tmp_path / "data"))
+    assert "0 loaded" in again.stdout and again.returncode == 1
+    assert contract(tmp_path / "data") == expected(store)
+
+
+def test_a_clean_gzip_file_and_stdin_import_with_a_zero_exit(tmp_path):
+    store = demo_store(seed=32, orders=20)
+    events = store.events
+    half = len(events) // 2
+    gz = tmp_path / "first-half.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(lines_of(events[:half]))))
+    data = str(tmp_path / "data")
+    from_file = run_cli("import-events", str(gz), "--data-dir", data)
+    assert from_file.returncode == 0, from_file.stdout + from_file.stderr
+    piped = subprocess.run(
+        [SCRIPT, "import-events", "-", "--data-dir", data],
+        input=b"".join(lines_of(events[half:])),
+        env=clean_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert contract(tmp_path / "data") == expected(store)
+
+
+def test_a_missing_file_fails_in_one_line(tmp_path):
+    result = run_cli("import-events", str(tmp_path / "nope.jsonl"), "--data-dir", str(tmp_path))
+    assert result.returncode != 0 and "no such file" in result.stdout + result.stderr
+
+
+def test_import_through_a_running_local_stack(tmp_path):
+    port, qport = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ("dev", "--port", str(port), "--qstash-port", str(qport), "--data-dir", str(tmp_path))
+    process = start_cli(*args, "--salla-port", str(free_port()), env=clean_env(RAG_ENABLED="false"))
+    try:
+        wait_healthy(base, process)
+        store = demo_store(seed=33, orders=25)
+        path = tmp_path / "events.jsonl"
+        path.write_bytes(b"".join(lines_of(store.events)))
+        # Without --url the stack's chDB directory is locked: a clear pointer to --url.
+        locked = run_cli("import-events", str(path), "--data-dir", str(tmp_path))
+        assert locked.returncode != 0 and "--url" in locked.stdout + locked.stderr
+        result = run_cli("import-events", str(path), "--url", base, "--data-dir", str(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        api_key = json.loads((tmp_path / "local-secrets.json").read_text())["api_key"]
+        [[orders, total]] = sql(base, api_key, "SELECT count(), sum(total) FROM analytics.orders")
+        truth = store.truth
+        assert (orders, Decimal(str(total))) == (len(truth.live_orders()), truth.order_total_sum())
+    finally:
+        code, output = stop(process)
+    assert code == 0, output
