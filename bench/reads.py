@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES, full_refresh
+from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES, ORDER_ITEMS, full_refresh
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.warehouse import LoadBatch
 from data_pipeline.domain.model import OrderVersion
@@ -193,6 +193,9 @@ def build_floor(client: Any, db: str) -> None:
         client.command(f"OPTIMIZE TABLE {db}.{table} FINAL")  # the floor may be perfect
 
 
+_ITEM_COLUMNS = ", ".join(f"`items.{item}`" for item in ORDER_ITEMS)
+
+
 def build_alternatives(client: Any, db: str) -> None:
     """The same snapshots under other layouts, and the layout before (versions at query time)."""
     for name, partition in (("month", "PARTITION BY toYYYYMM(created_at)"), ("none", "")):
@@ -208,9 +211,7 @@ def build_alternatives(client: Any, db: str) -> None:
         )
         client.command(
             f"CREATE VIEW {db}.alt_orders_{name} AS SELECT * EXCEPT (versions, is_deleted, "
-            f"version, `items.item_id`, `items.product_id`, `items.sku`, `items.name`, "
-            f"`items.quantity`, `items.unit_price`, `items.discount`, `items.tax`, "
-            f"`items.line_total`, `items.currency`) FROM {db}.orders_{name} {final}"
+            f"version, {_ITEM_COLUMNS}) FROM {db}.orders_{name} {final}"
         )
         client.command(
             f"CREATE VIEW {db}.alt_sales_{name} AS SELECT merchant_id, order_id, "
@@ -226,10 +227,8 @@ def build_alternatives(client: Any, db: str) -> None:
     )
     client.command(
         f"INSERT INTO {db}.earlier_order_versions SELECT * REPLACE (0 AS has_items, "
-        "[] AS `items.item_id`, [] AS `items.product_id`, [] AS `items.sku`, "
-        "[] AS `items.name`, [] AS `items.quantity`, [] AS `items.unit_price`, "
-        "[] AS `items.discount`, [] AS `items.tax`, [] AS `items.line_total`, "
-        f"[] AS `items.currency`) FROM {db}.order_versions"
+        + ", ".join(f"[] AS `items.{item}`" for item in ORDER_ITEMS)
+        + f") FROM {db}.order_versions"
     )
     client.command(
         f"INSERT INTO {db}.order_item_sets SELECT merchant_id, order_id, version, items.item_id, "

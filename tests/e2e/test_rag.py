@@ -129,6 +129,13 @@ async def test_unchanged_text_is_never_re_embedded_and_a_change_replaces_the_vec
     # A real change re-embeds that one product, under the same id.
     changed = copy.deepcopy(updates[1])
     changed["created_at"] = changed["created_at"].replace("2027", "2028", 1)
+    # A real update carries its own, newer update time (the version follows it: issue 13 covers
+    # two different bodies in the same second).
+    changed["data"]["updated_at"] = {
+        "date": "2028-01-01 00:00:00.000000",
+        "timezone_type": 3,
+        "timezone": "Asia/Riyadh",
+    }
     changed["data"]["price"] = {"amount": 999, "currency": "SAR"}
     await rag_stack.send_all([changed])
     await rag_stack.drain()

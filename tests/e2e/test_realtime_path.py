@@ -99,7 +99,7 @@ async def test_order_deleted_removes_the_order_and_its_facts(harness):
 async def test_unmodeled_events_are_accepted_and_settled_as_ignored(harness):
     body = encode(
         {
-            "event": "review.added",
+            "event": "specialoffer.created",
             "merchant": 1,
             "created_at": "2024-01-01 10:00:00",
             "data": {"id": 1},
@@ -109,7 +109,7 @@ async def test_unmodeled_events_are_accepted_and_settled_as_ignored(harness):
     await harness.settle()
     assert harness.metric("pipeline_events_settled_total", outcome="ignored") == 1
     rows = await harness.sql(f"SELECT event FROM {harness.settings.clickhouse_database}.raw_events")
-    assert rows == [("review.added",)]
+    assert rows == [("specialoffer.created",)]
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,18 @@ def test_items_removed_by_a_newer_version_vanish_with_unmerged_parts(warehouse, 
     assert rows == [(2, "paid")]
 
 
+def test_the_same_event_twice_in_one_batch_keeps_its_items(warehouse):
+    """A redelivery in the same group commit (or a duplicated import line): two identical
+    version keys, of which storage keeps one; it must be the one with the items."""
+    from tests.integration.test_clickhouse_warehouse import batch_of
+
+    store = demo_store(seed=41, orders=4)
+    created = [e for e in store.events if e["event"] == "order.created"]
+    warehouse.write(batch_of([*created, *created]))
+    [(lines,)] = warehouse.query(f"SELECT count() FROM {warehouse.database}.sales_facts").rows
+    assert lines == sum(len(e["data"]["items"]) for e in created if not e["data"]["draft"]) > 0
+
+
 EARLIER_TABLES = {
     "OrderVersion": "order_versions",
     "ProductVersion": "product_versions",
@@ -173,25 +185,34 @@ EARLIER_TABLES = {
 
 def populate_earlier_layout(warehouse, chdb_path, events):
     """Write entities as the loader of schema version 3 did: order versions without items,
-    item sets in their own table."""
+    item sets in their own table, only the columns that schema had (entities it did not model,
+    such as invoices, were not loaded then; their raw events were archived)."""
     client = admin(chdb_path)
     db = warehouse.database
     batch = batch_of(events)
+    known = {
+        table: {
+            name
+            for (name,) in client.query(
+                f"SELECT name FROM system.columns WHERE database = '{db}' AND table = '{table}'"
+            ).result_rows
+        }
+        for table in [*EARLIER_TABLES.values(), "order_item_sets"]
+    }
     for record in [*batch.raw_events, *batch.entities]:
         name = type(record).__name__
         if name == "OrderItemSet":
-            columns = ["merchant_id", "order_id", "version"]
-            columns += [f"items.{f.name}" for f in dataclasses.fields(OrderItem)]
-            arrays = [
-                [getattr(item, f.name) for item in record.items]
-                for f in dataclasses.fields(OrderItem)
-            ]
+            fields = [f.name for f in dataclasses.fields(OrderItem)]
+            fields = [f for f in fields if f"items.{f}" in known["order_item_sets"]]
+            columns = ["merchant_id", "order_id", "version", *(f"items.{f}" for f in fields)]
+            arrays = [[getattr(item, f) for item in record.items] for f in fields]
             row = (record.merchant_id, record.order_id, record.version, *arrays)
             client.insert(f"{db}.order_item_sets", [row], column_names=columns)
-        else:
-            columns = [f.name for f in dataclasses.fields(record)]
+        elif name in EARLIER_TABLES:
+            table = EARLIER_TABLES[name]
+            columns = [f.name for f in dataclasses.fields(record) if f.name in known[table]]
             row = tuple(getattr(record, column) for column in columns)
-            client.insert(f"{db}.{EARLIER_TABLES[name]}", [row], column_names=columns)
+            client.insert(f"{db}.{table}", [row], column_names=columns)
 
 
 def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeypatch):
@@ -209,7 +230,7 @@ def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeyp
     before = contract(warehouse)
     stored = warehouse.query(f"SELECT count() FROM {database}.order_versions").rows
     monkeypatch.setattr(clickhouse_warehouse, "MIGRATIONS", MIGRATIONS)
-    assert [name.split(" ", 1)[0] for name in warehouse.migrate()] == ["0004"]
+    assert [name.split(" ", 1)[0] for name in warehouse.migrate()] == ["0004", "0005"]
     assert contract(warehouse) == before
     assert before[0][0][0] == len(store.truth.live_orders())
     # Every stored row is kept (the item sets too); the versions gained their items.
@@ -218,9 +239,14 @@ def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeyp
         == stored
     )
     assert warehouse.query(f"SELECT count() FROM {database}.order_item_sets").rows[0][0] > 0
-    # New loads after the migration keep converging with what was migrated.
+    # New loads after the migration keep converging with what was migrated, and bring what the
+    # earlier schema did not keep: a draft's lines stop counting as sales.
     warehouse.write(batch_of(store.events))
-    assert contract(warehouse) == before
+    after = contract(warehouse)
+    assert after[0] == before[0] and after[2:] == before[2:]
+    assert after[1][0][0] == store.truth.line_count() < before[1][0][0]
+    [(drafts,)] = warehouse.query(f"SELECT countIf(is_draft = 1) FROM {database}.orders").rows
+    assert drafts == 1
 
 
 @pytest.mark.parametrize("table", ["orders_current", "abandoned_carts_current"])

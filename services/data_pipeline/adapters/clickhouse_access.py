@@ -16,10 +16,7 @@ from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 
 # Behind the views (views run with the reader's rights): the current state and its history.
 VERSIONED_TABLES = (
-    "order_versions",
-    "product_versions",
-    "customer_versions",
-    "abandoned_cart_versions",
+    *(table.source for table in CURRENT_TABLES),
     *(table.name for table in CURRENT_TABLES),
 )
 

@@ -32,17 +32,26 @@ PARTITION_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
 @dataclass(frozen=True)
 class CurrentTable:
+    """One current-state table. Migrations build their SQL from these definitions, so changing
+    one means freezing the old definition for the migrations that used it (clickhouse_schema
+    does so for migration 4)."""
+
     name: str
     source: str
     key: str  # the object id column; every table is keyed (merchant_id, key)
     fields: tuple[str, ...]  # newest non-null value wins
     deletable: bool = False
-    items: tuple[str, ...] = ()  # order lines: the newest version that carried a set
+    # Fields with a rule of their own: (column, aggregate expression over the versions, whose
+    # columns are qualified `v.`: unqualified, ClickHouse would resolve them to the aliases).
+    aggregates: tuple[tuple[str, str], ...] = ()
+    # A whole set (order lines, cart lines, invoice lines): the newest version that carried one.
+    nested: str = "items"
+    items: tuple[str, ...] = ()
     time_column: str | None = None  # partitioned by its year
 
     @property
     def columns(self) -> tuple[str, ...]:
-        nested = tuple(f"items.{item}" for item in self.items)
+        nested = tuple(f"{self.nested}.{item}" for item in self.items)
         return (
             "merchant_id",
             self.key,
@@ -50,6 +59,7 @@ class CurrentTable:
             "is_deleted",
             "version",
             *self.fields,
+            *(column for column, _ in self.aggregates),
             "updated_at",
             *nested,
         )
@@ -66,6 +76,10 @@ ORDER_ITEMS = (
     "tax",
     "line_total",
     "currency",
+    "option_names",
+    "option_values",
+    "option_prices",
+    "variant_key",
 )
 ORDERS = CurrentTable(
     name="orders_current",
@@ -87,6 +101,9 @@ ORDERS = CurrentTable(
         "country",
         "source",
         "created_at",
+        "cod_fee",
+        "coupon_code",
+        "is_draft",
     ),
     deletable=True,
     items=ORDER_ITEMS,
@@ -107,7 +124,11 @@ PRODUCTS = CurrentTable(
         "product_type",
         "quantity",
         "category",
+        "cost_price",
     ),
+    # The end of the sale whose price is shown: from the same version (a newer sale without an
+    # end must not inherit an older sale's end).
+    aggregates=(("sale_ends_at", "argMaxIf(v.sale_ends_at, v.version, v.sale_price IS NOT NULL)"),),
     deletable=True,
 )
 CUSTOMERS = CurrentTable(
@@ -115,7 +136,10 @@ CUSTOMERS = CurrentTable(
     source="customer_versions",
     key="customer_id",
     fields=("city", "country", "country_code", "currency"),
+    # Sign-up time (customer.created), else first seen; never moved by a later update.
+    aggregates=(("created_at", "coalesce(min(v.created_at), min(v.event_time))"),),
 )
+CART_ITEMS = ("product_id", "quantity", "unit_price", "line_total")
 ABANDONED_CARTS = CurrentTable(
     name="abandoned_carts_current",
     source="abandoned_cart_versions",
@@ -129,10 +153,98 @@ ABANDONED_CARTS = CurrentTable(
         "item_count",
         "coupon_code",
         "created_at",
+        "checkout_url",
+        "recovered_order_id",
     ),
+    # A purchased cart stays purchased: a late update of the abandoned cart cannot reopen it.
+    aggregates=(
+        ("recovered_at", "min(v.recovered_at)"),
+        (
+            "status",
+            "if(min(v.recovered_at) IS NOT NULL, 'purchased', argMax(v.status, v.version))",
+        ),
+    ),
+    items=CART_ITEMS,
     time_column="created_at",
 )
-CURRENT_TABLES = (ORDERS, PRODUCTS, CUSTOMERS, ABANDONED_CARTS)
+INVOICE_LINES = (
+    "item_id",
+    "product_id",
+    "sku",
+    "name",
+    "quantity",
+    "unit_price",
+    "tax",
+    "tax_percent",
+    "total",
+)
+INVOICES = CurrentTable(
+    name="invoices_current",
+    source="invoice_versions",
+    key="invoice_id",
+    fields=(
+        "order_id",
+        "number",
+        "invoice_type",
+        "issued_at",
+        "payment_method",
+        "sub_total",
+        "shipping_cost",
+        "cod_fee",
+        "discount",
+        "tax",
+        "tax_percent",
+        "total",
+        "currency",
+    ),
+    nested="lines",
+    items=INVOICE_LINES,
+)
+SHIPMENTS = CurrentTable(
+    name="shipments_current",
+    source="shipment_versions",
+    key="shipment_id",
+    fields=(
+        "order_id",
+        "shipment_type",
+        "status",
+        "courier_id",
+        "courier_name",
+        "tracking_number",
+        "shipping_cost",
+        "cod_amount",
+        "currency",
+        "is_international",
+    ),
+    aggregates=(
+        ("created_at", "min(v.created_at)"),
+        ("shipped_at", "min(v.shipped_at)"),
+        ("delivered_at", "min(v.delivered_at)"),
+    ),
+)
+REVIEWS = CurrentTable(
+    name="product_reviews_current",
+    source="review_versions",
+    key="review_id",
+    fields=(
+        "review_type",
+        "product_id",
+        "order_id",
+        "rating",
+        "content",
+        "content_withheld",
+        "created_at",
+    ),
+)
+CURRENT_TABLES = (
+    ORDERS,
+    PRODUCTS,
+    CUSTOMERS,
+    ABANDONED_CARTS,
+    INVOICES,
+    SHIPMENTS,
+    REVIEWS,
+)
 
 
 def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
@@ -140,12 +252,14 @@ def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     would resolve it inside the other aggregates)."""
     deleted = "argMax(is_deleted, version)" if table.deletable else "toUInt8(0)"
     fields = [f"argMax({field}, version) AS {field}" for field in table.fields]
-    items = [f"argMaxIf(items.{i}, version, has_items) AS `items.{i}`" for i in table.items]
+    rules = [f"{expression} AS {column}" for column, expression in table.aggregates]
+    nested, flag = table.nested, f"has_{table.nested}"
+    items = [f"argMaxIf({nested}.{i}, version, {flag}) AS `{nested}.{i}`" for i in table.items]
     return (
         f"SELECT merchant_id, {table.key}, toUInt32(uniqExact(version)) AS versions, "
         f"{deleted} AS is_deleted, max(version) AS latest_version, "
-        + ", ".join([*fields, "max(event_time) AS updated_at", *items])
-        + f" FROM {db}.{table.source} {where} GROUP BY merchant_id, {table.key}"
+        + ", ".join([*fields, *rules, "max(event_time) AS updated_at", *items])
+        + f" FROM {db}.{table.source} AS v {where} GROUP BY merchant_id, {table.key}"
     )
 
 

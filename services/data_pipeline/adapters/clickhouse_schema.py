@@ -18,9 +18,16 @@ docs/warehouse.md), instead of aggregating every version at query time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES, full_refresh
+from data_pipeline.adapters.clickhouse_current import (
+    ABANDONED_CARTS,
+    CUSTOMERS,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+    full_refresh,
+)
 
 
 @dataclass(frozen=True)
@@ -406,6 +413,20 @@ _CONTRACT_VIEWS = (
     FROM {{db}}.abandoned_carts_current {_FINAL}""",
 )
 
+# The current-state tables as migration 4 created them (a migration's SQL never changes; later
+# migrations add to the definitions in clickhouse_current).
+_V4_TABLES = (
+    replace(ORDERS, fields=ORDERS.fields[: ORDERS.fields.index("cod_fee")], items=ORDER_ITEMS[:10]),
+    replace(PRODUCTS, fields=PRODUCTS.fields[: PRODUCTS.fields.index("cost_price")], aggregates=()),
+    replace(CUSTOMERS, aggregates=()),
+    replace(
+        ABANDONED_CARTS,
+        fields=ABANDONED_CARTS.fields[: ABANDONED_CARTS.fields.index("checkout_url")],
+        aggregates=(),
+        items=(),
+    ),
+)
+
 _ORDER_VERSION_COLUMNS = (
     "merchant_id, order_id, version, is_deleted, event_time, reference_id, status, status_name, "
     "total, sub_total, shipping_cost, tax, discount, currency, payment_method, customer_id, "
@@ -436,11 +457,296 @@ MIGRATIONS += (
                 AND v.version = s.version
             WHERE v.has_items = 0""",
             *_current_tables(),
-            *(full_refresh(table, "{db}") for table in CURRENT_TABLES),
+            *(full_refresh(table, "{db}") for table in _V4_TABLES),
             *_CONTRACT_VIEWS,
         ),
     ),
 )
 
+_CART_ITEMS = """items Nested(
+    product_id Nullable(UInt64),
+    quantity Decimal(18, 4),
+    unit_price Nullable(Decimal(18, 4)),
+    line_total Nullable(Decimal(18, 4))
+)"""
+_INVOICE_LINES = """lines Nested(
+    item_id Nullable(UInt64),
+    product_id Nullable(UInt64),
+    sku String,
+    name String,
+    quantity Decimal(18, 4),
+    unit_price Nullable(Decimal(18, 4)),
+    tax Nullable(Decimal(18, 4)),
+    tax_percent Nullable(Decimal(18, 4)),
+    total Nullable(Decimal(18, 4))
+)"""
+_ORDER_ITEM_ADDITIONS = (
+    "items.option_names Array(Array(String))",
+    "items.option_values Array(Array(String))",
+    "items.option_prices Array(Array(Decimal(18, 4)))",
+    "items.variant_key Array(String)",
+)
+_ADDITIONS = {
+    "order_versions": (
+        f"cod_fee {_MONEY}",
+        "coupon_code Nullable(String)",
+        "is_draft Nullable(UInt8)",
+        *_ORDER_ITEM_ADDITIONS,
+    ),
+    "orders_current": (
+        f"cod_fee {_MONEY}",
+        "coupon_code Nullable(String)",
+        "is_draft Nullable(UInt8)",
+        *_ORDER_ITEM_ADDITIONS,
+    ),
+    "product_versions": (f"cost_price {_MONEY}", f"sale_ends_at {_TIME}"),
+    "products_current": (f"cost_price {_MONEY}", f"sale_ends_at {_TIME}"),
+    "customer_versions": (f"created_at {_TIME}",),
+    "customers_current": (f"created_at {_TIME}",),
+    "abandoned_cart_versions": (
+        "status LowCardinality(Nullable(String))",
+        "checkout_url Nullable(String)",
+        "recovered_order_id Nullable(UInt64)",
+        f"recovered_at {_TIME}",
+        "has_items UInt8 DEFAULT 0",
+        _CART_ITEMS,
+    ),
+    "abandoned_carts_current": (
+        "status LowCardinality(Nullable(String))",
+        "checkout_url Nullable(String)",
+        "recovered_order_id Nullable(UInt64)",
+        f"recovered_at {_TIME}",
+        _CART_ITEMS,
+    ),
+}
+_VERSION_ENGINE = "ENGINE = ReplacingMergeTree"
+_NEW_TABLES = (
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.invoice_versions (
+        merchant_id UInt64,
+        invoice_id UInt64,
+        version UInt64,
+        event_time DateTime64(3, 'UTC'),
+        order_id Nullable(UInt64),
+        number Nullable(String),
+        invoice_type Nullable(String),
+        issued_at {_TIME},
+        payment_method Nullable(String),
+        sub_total {_MONEY},
+        shipping_cost {_MONEY},
+        cod_fee {_MONEY},
+        discount {_MONEY},
+        tax {_MONEY},
+        tax_percent {_MONEY},
+        total {_MONEY},
+        currency Nullable(String),
+        has_lines UInt8 DEFAULT 0,
+        {_INVOICE_LINES},
+        loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) {_VERSION_ENGINE}
+    ORDER BY (merchant_id, invoice_id, version)""",
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.invoices_current (
+        merchant_id UInt64,
+        invoice_id UInt64,
+        {_SNAPSHOT},
+        order_id Nullable(UInt64),
+        number Nullable(String),
+        invoice_type LowCardinality(Nullable(String)),
+        issued_at {_TIME},
+        payment_method LowCardinality(Nullable(String)),
+        sub_total {_MONEY},
+        shipping_cost {_MONEY},
+        cod_fee {_MONEY},
+        discount {_MONEY},
+        tax {_MONEY},
+        tax_percent {_MONEY},
+        total {_MONEY},
+        currency LowCardinality(Nullable(String)),
+        updated_at DateTime64(3, 'UTC'),
+        {_INVOICE_LINES}
+    ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+    ORDER BY (merchant_id, invoice_id)
+    SETTINGS {_SETTLED}""",
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.shipment_versions (
+        merchant_id UInt64,
+        shipment_id UInt64,
+        version UInt64,
+        event_time DateTime64(3, 'UTC'),
+        order_id Nullable(UInt64),
+        shipment_type Nullable(String),
+        status Nullable(String),
+        courier_id Nullable(UInt64),
+        courier_name Nullable(String),
+        tracking_number Nullable(String),
+        shipping_cost {_MONEY},
+        cod_amount {_MONEY},
+        currency Nullable(String),
+        is_international Nullable(UInt8),
+        created_at {_TIME},
+        shipped_at {_TIME},
+        delivered_at {_TIME},
+        loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) {_VERSION_ENGINE}
+    ORDER BY (merchant_id, shipment_id, version)""",
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.shipments_current (
+        merchant_id UInt64,
+        shipment_id UInt64,
+        {_SNAPSHOT},
+        order_id Nullable(UInt64),
+        shipment_type LowCardinality(Nullable(String)),
+        status LowCardinality(Nullable(String)),
+        courier_id Nullable(UInt64),
+        courier_name Nullable(String),
+        tracking_number Nullable(String),
+        shipping_cost {_MONEY},
+        cod_amount {_MONEY},
+        currency LowCardinality(Nullable(String)),
+        is_international Nullable(UInt8),
+        created_at {_TIME},
+        shipped_at {_TIME},
+        delivered_at {_TIME},
+        updated_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+    ORDER BY (merchant_id, shipment_id)
+    SETTINGS {_SETTLED}""",
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.review_versions (
+        merchant_id UInt64,
+        review_id UInt64,
+        version UInt64,
+        event_time DateTime64(3, 'UTC'),
+        review_type Nullable(String),
+        product_id Nullable(UInt64),
+        order_id Nullable(UInt64),
+        rating Nullable(UInt8),
+        content Nullable(String),
+        content_withheld Nullable(UInt8),
+        created_at {_TIME},
+        loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) {_VERSION_ENGINE}
+    ORDER BY (merchant_id, review_id, version)""",
+    f"""CREATE TABLE IF NOT EXISTS {{db}}.product_reviews_current (
+        merchant_id UInt64,
+        review_id UInt64,
+        {_SNAPSHOT},
+        review_type LowCardinality(Nullable(String)),
+        product_id Nullable(UInt64),
+        order_id Nullable(UInt64),
+        rating Nullable(UInt8),
+        content Nullable(String),
+        content_withheld Nullable(UInt8),
+        created_at {_TIME},
+        updated_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+    ORDER BY (merchant_id, review_id)
+    SETTINGS {_SETTLED}""",
+)
+_FINAL_ONLY = "FINAL SETTINGS do_not_merge_across_partitions_select_final = 1"
+_ANALYTICS_VIEWS = (
+    f"""CREATE OR REPLACE VIEW {{db}}.orders AS
+    SELECT merchant_id, order_id, reference_id, status, status_name, total, sub_total,
+        shipping_cost, tax, discount, cod_fee, coupon_code, ifNull(is_draft, 0) AS is_draft,
+        currency, payment_method, customer_id, city, country, source, created_at, updated_at
+    FROM {{db}}.orders_current {_FINAL}""",
+    """CREATE OR REPLACE VIEW {db}.sales_facts AS
+    SELECT
+        merchant_id,
+        order_id,
+        items.item_id AS item_id,
+        items.product_id AS product_id,
+        items.sku AS sku,
+        items.name AS name,
+        items.quantity AS quantity,
+        items.unit_price AS unit_price,
+        items.discount AS discount,
+        items.tax AS tax,
+        items.line_total AS line_total,
+        ifNull(items.currency, currency) AS currency,
+        CAST(arrayZip(items.option_names, items.option_values, items.option_prices),
+            'Array(Tuple(name String, value String, price Decimal(18, 4)))') AS options,
+        items.variant_key AS variant_key,
+        status AS order_status,
+        created_at AS order_created_at
+    FROM {db}.orders_current FINAL
+    ARRAY JOIN items
+    WHERE is_deleted = 0 AND ifNull(is_draft, 0) = 0
+    SETTINGS do_not_merge_across_partitions_select_final = 1""",
+    # Salla sends 0 for "no sale"; a sale whose end has passed is no sale either.
+    f"""CREATE OR REPLACE VIEW {{db}}.products AS
+    SELECT merchant_id, product_id, name, description, sku, price,
+        if(sale_price = 0 OR sale_ends_at <= now64(3), NULL, sale_price) AS sale_price,
+        if(sale_price = 0, NULL, sale_ends_at) AS sale_ends_at,
+        cost_price, currency, status, product_type, quantity, category, updated_at
+    FROM {{db}}.products_current {_FINAL}""",
+    f"""CREATE OR REPLACE VIEW {{db}}.customers AS
+    SELECT merchant_id, customer_id, city, country, country_code, currency, created_at,
+        updated_at
+    FROM {{db}}.customers_current {_FINAL}""",
+    f"""CREATE OR REPLACE VIEW {{db}}.abandoned_carts AS
+    SELECT merchant_id, cart_id, customer_id, ifNull(status, 'active') AS status, total,
+        subtotal, discount, currency, item_count, coupon_code, checkout_url,
+        recovered_order_id, recovered_at, created_at, updated_at
+    FROM {{db}}.abandoned_carts_current {_FINAL}""",
+    """CREATE OR REPLACE VIEW {db}.abandoned_cart_items AS
+    SELECT merchant_id, cart_id, items.product_id AS product_id, items.quantity AS quantity,
+        items.unit_price AS unit_price, items.line_total AS line_total,
+        ifNull(status, 'active') AS cart_status, created_at AS cart_created_at
+    FROM {db}.abandoned_carts_current FINAL
+    ARRAY JOIN items
+    WHERE is_deleted = 0
+    SETTINGS do_not_merge_across_partitions_select_final = 1""",
+    f"""CREATE OR REPLACE VIEW {{db}}.invoices AS
+    SELECT merchant_id, invoice_id, order_id, number, invoice_type, issued_at, payment_method,
+        sub_total, shipping_cost, cod_fee, discount, tax, tax_percent, total, currency,
+        updated_at
+    FROM {{db}}.invoices_current {_FINAL}""",
+    """CREATE OR REPLACE VIEW {db}.invoice_lines AS
+    SELECT merchant_id, invoice_id, order_id, issued_at, lines.item_id AS item_id,
+        lines.product_id AS product_id, lines.sku AS sku, lines.name AS name,
+        lines.quantity AS quantity, lines.unit_price AS unit_price, lines.tax AS tax,
+        lines.tax_percent AS tax_percent, lines.total AS total, currency
+    FROM {db}.invoices_current FINAL
+    ARRAY JOIN lines
+    WHERE is_deleted = 0
+    SETTINGS do_not_merge_across_partitions_select_final = 1""",
+    f"""CREATE OR REPLACE VIEW {{db}}.shipments AS
+    SELECT merchant_id, shipment_id, order_id, shipment_type, status, courier_id, courier_name,
+        tracking_number, shipping_cost, cod_amount, currency, is_international, created_at,
+        shipped_at, delivered_at, updated_at
+    FROM {{db}}.shipments_current {_FINAL}""",
+    f"""CREATE OR REPLACE VIEW {{db}}.product_reviews AS
+    SELECT merchant_id, review_id, product_id, order_id, review_type, rating, content,
+        content_withheld, created_at
+    FROM {{db}}.product_reviews_current {_FINAL}""",
+)
+
+MIGRATIONS += (
+    Migration(
+        5,
+        "merchant analytics model: cart recovery, cost and sale ends, options and variants, "
+        "sign-up time, COD fee, coupons and drafts, invoices, shipments, reviews",
+        (
+            *(
+                f"ALTER TABLE {{db}}.{table} "
+                + ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in columns)
+                for table, columns in _ADDITIONS.items()
+            ),
+            *_NEW_TABLES,
+            # Only customers gain a derived field from versions already stored (first seen):
+            # recompute them; the other tables' new fields start empty, as their versions are.
+            full_refresh(CUSTOMERS, "{db}"),
+            *_ANALYTICS_VIEWS,
+        ),
+    ),
+)
 # Tables the application's read-only user may SELECT: the contract views, never the raw archive.
-READ_CONTRACT = ("orders", "sales_facts", "products", "customers", "abandoned_carts")
+READ_CONTRACT = (
+    "orders",
+    "sales_facts",
+    "products",
+    "customers",
+    "abandoned_carts",
+    "abandoned_cart_items",
+    "invoices",
+    "invoice_lines",
+    "shipments",
+    "product_reviews",
+)

@@ -37,9 +37,11 @@ from clickhouse_connect.driver.insert import InsertContext
 from data_pipeline.adapters.clickhouse_current import (
     ABANDONED_CARTS,
     CUSTOMERS,
-    ORDER_ITEMS,
+    INVOICES,
     ORDERS,
     PRODUCTS,
+    REVIEWS,
+    SHIPMENTS,
     CurrentTable,
     keyed_refresh,
 )
@@ -47,10 +49,16 @@ from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
 from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, RawEvent, Warehouse
 from data_pipeline.domain.model import (
     AbandonedCartVersion,
+    CartItem,
     CustomerVersion,
+    InvoiceLine,
+    InvoiceVersion,
+    OrderItem,
     OrderItemSet,
     OrderVersion,
     ProductVersion,
+    ReviewVersion,
+    ShipmentVersion,
 )
 from data_pipeline.domain.versioning import version_time_millis
 from data_pipeline.errors import PermanentError, TransientError
@@ -73,9 +81,18 @@ _ENTITY_TABLES: dict[type, str] = {
     ProductVersion: "product_versions",
     CustomerVersion: "customer_versions",
     AbandonedCartVersion: "abandoned_cart_versions",
+    InvoiceVersion: "invoice_versions",
+    ShipmentVersion: "shipment_versions",
+    ReviewVersion: "review_versions",
     RawEvent: "raw_events",
 }
-_ITEM_COLUMNS = ORDER_ITEMS
+# Entities carrying a whole set of lines: stored in their version row as a Nested column, with
+# `has_<name>` telling a version that carried a set (maybe empty) from one that said nothing.
+_NESTED: dict[type, tuple[str, type]] = {
+    AbandonedCartVersion: ("items", CartItem),
+    InvoiceVersion: ("lines", InvoiceLine),
+}
+_ITEM_COLUMNS = _columns_of(OrderItem)
 _ORDER_ROW_COLUMNS = (
     *_columns_of(OrderVersion),
     "has_items",
@@ -87,6 +104,9 @@ _REFRESHED_BY: dict[type, CurrentTable] = {
     ProductVersion: PRODUCTS,
     CustomerVersion: CUSTOMERS,
     AbandonedCartVersion: ABANDONED_CARTS,
+    InvoiceVersion: INVOICES,
+    ShipmentVersion: SHIPMENTS,
+    ReviewVersion: REVIEWS,
 }
 _KEY_OF: dict[type, str] = {
     OrderVersion: "order_id",
@@ -94,7 +114,44 @@ _KEY_OF: dict[type, str] = {
     ProductVersion: "product_id",
     CustomerVersion: "customer_id",
     AbandonedCartVersion: "cart_id",
+    InvoiceVersion: "invoice_id",
+    ShipmentVersion: "shipment_id",
+    ReviewVersion: "review_id",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How one entity type becomes rows of its table."""
+
+    columns: tuple[str, ...]
+    row: Callable[[Any], tuple[Any, ...]]
+
+
+def _layout(entity_type: type) -> _Layout:
+    nested = _NESTED.get(entity_type)
+    if nested is None:
+        columns = _columns_of(entity_type)
+        return _Layout(columns, operator.attrgetter(*columns))
+    name, line_type = nested
+    scalars = tuple(c for c in _columns_of(entity_type) if c != name)
+    parts = _columns_of(line_type)
+    scalar_values = operator.attrgetter(*scalars)
+    line_values = operator.attrgetter(*parts)
+    nothing: tuple[list[Any], ...] = tuple([] for _ in parts)
+
+    def row(entity: Any) -> tuple[Any, ...]:
+        lines = getattr(entity, name)
+        if lines is None:
+            return (*scalar_values(entity), 0, *nothing)
+        # One attrgetter per line, then a transpose: Nested columns are parallel arrays.
+        arrays = [list(c) for c in zip(*map(line_values, lines), strict=True)] if lines else []
+        return (*scalar_values(entity), 1, *(arrays or nothing))
+
+    return _Layout((*scalars, f"has_{name}", *(f"{name}.{p}" for p in parts)), row)
+
+
+_LAYOUTS = {entity_type: _layout(entity_type) for entity_type in _ENTITY_TABLES}
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -117,10 +174,6 @@ class ClickHouseWarehouse(Warehouse):
         self._insert_settings = None if self.is_embedded else SERVER_INSERT_SETTINGS
         self._refresh_settings = None if self.is_embedded else SERVER_REFRESH_SETTINGS
         self._lock = threading.Lock()
-        self._getters: dict[type, Callable[[Any], tuple[Any, ...]]] = {
-            entity_type: operator.attrgetter(*_columns_of(entity_type))
-            for entity_type in _ENTITY_TABLES
-        }
 
     # -- connection ----------------------------------------------------------------------------
     @property
@@ -225,10 +278,10 @@ class ClickHouseWarehouse(Warehouse):
         if orders or item_sets:
             groups["order_versions"] = (_ORDER_ROW_COLUMNS, _order_rows(orders, item_sets))
         for entity_type, records in by_type.items():
-            getter = self._getters[entity_type]
+            layout = _LAYOUTS[entity_type]
             groups[_ENTITY_TABLES[entity_type]] = (
-                _columns_of(entity_type),
-                [getter(record) for record in records],
+                layout.columns,
+                [layout.row(record) for record in records],
             )
         with self._write_lock:  # one batch at a time; its tables in parallel, then its objects
             self._parallel(
@@ -302,21 +355,26 @@ _NO_ITEMS: tuple[list[Any], ...] = tuple([] for _ in _ITEM_COLUMNS)
 
 
 def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> list[Any]:
-    """One row per order version, carrying its item set (if the payload had one)."""
+    """One row per order version, carrying its item set (if the payload had one).
+
+    One row per version key, even when a batch holds the same event twice (a redelivery in the
+    same group commit, a duplicated import line): identical keys collapse in storage, so a
+    second row without its items could replace the one with them."""
     sets = {(s.merchant_id, s.order_id, s.version): s for s in item_sets}
-    rows = []
+    rows: dict[tuple[int, int, int], Any] = {}
     for order in orders:
-        item_set = sets.pop((order.merchant_id, order.order_id, order.version), None)
-        rows.append((*_order_values(order), *_items_columns(item_set)))
-    for item_set in sets.values():  # items without an order version: the keys and the items
-        header = OrderVersion(
-            merchant_id=item_set.merchant_id,
-            order_id=item_set.order_id,
-            version=item_set.version,
-            event_time=_version_time(item_set.version),
-        )
-        rows.append((*_order_values(header), *_items_columns(item_set)))
-    return rows
+        key = (order.merchant_id, order.order_id, order.version)
+        rows[key] = (*_order_values(order), *_items_columns(sets.get(key)))
+    for key, item_set in sets.items():
+        if key not in rows:  # items without an order version: the keys and the items
+            header = OrderVersion(
+                merchant_id=item_set.merchant_id,
+                order_id=item_set.order_id,
+                version=item_set.version,
+                event_time=_version_time(item_set.version),
+            )
+            rows[key] = (*_order_values(header), *_items_columns(item_set))
+    return list(rows.values())
 
 
 def _items_columns(item_set: OrderItemSet | None) -> tuple[Any, ...]:

@@ -42,6 +42,7 @@ class CurrentState:
 
 
 _CURRENT = "SETTINGS do_not_merge_across_partitions_select_final = 1"
+_SALE_PRICE = "if(sale_price = 0 OR sale_ends_at <= now64(3), NULL, sale_price) AS sale_price"
 
 
 class WarehouseDocuments:
@@ -54,8 +55,12 @@ class WarehouseDocuments:
         if not ids:
             return state
         parameters = {"m": merchant_id, "ids": list(ids)}
+        # The contract's sale rule (0 = no sale, an ended sale is none): see clickhouse_schema.
+        columns = ", ".join(
+            _SALE_PRICE if column == "sale_price" else column for column in _PRODUCT_COLUMNS
+        )
         result = await self._query(
-            f"SELECT product_id, {', '.join(_PRODUCT_COLUMNS)}, updated_at "  # noqa: S608
+            f"SELECT product_id, {columns}, updated_at "  # noqa: S608
             f"FROM {self._db}.products_current FINAL "
             "WHERE merchant_id = {m:UInt64} AND product_id IN {ids:Array(UInt64)} "
             f"AND is_deleted = 0 {_CURRENT}",

@@ -249,15 +249,74 @@ async def check_against_truth(client: DemoClient, store: StoreSimulation, consol
     orders, order_sum = found["orders"], found["total"]
     lines, line_sum, products = found["lines"], found["line_total"], found["products"]
     live_products = [p for p in truth.products.values() if not p["deleted"]]
+    model = await analytics_figures(client, store.merchant_id)
     checks = [
         ("orders (non-deleted)", len(truth.live_orders()), orders),
         ("sum of order totals", truth.order_total_sum(), Decimal(str(order_sum))),
-        ("line items", truth.line_count(), lines),
+        ("line items (drafts are not sales)", truth.line_count(), lines),
         ("sum of line totals", truth.line_total_sum(), Decimal(str(line_sum))),
         ("products (non-deleted)", len(live_products), products),
         ("abandoned carts", len(truth.carts), carts),
+        ("carts recovered", len(truth.recovered_carts()), model["recovered"]),
+        ("gross margin (price - cost)", truth.gross_margin(), model["margin"]),
+        ("units sold of the large size", truth.variant_units(), model["variants"]),
+        ("tax invoices", len(truth.invoices), model["invoices"]),
+        ("shipments delivered", _delivered(truth), model["delivered"]),
+        ("reviews (texts naming a person withheld)", _reviews(truth), model["reviews"]),
     ]
     return compare("Warehouse vs. the simulated store", checks, console)
+
+
+def _delivered(truth: Any) -> int:
+    return sum(1 for s in truth.shipments.values() if s["delivered_at"] is not None)
+
+
+def _reviews(truth: Any) -> str:
+    withheld = sum(1 for r in truth.reviews if r["content"] is None)
+    return f"{len(truth.reviews)} ({withheld} withheld)"
+
+
+async def analytics_figures(client: DemoClient, merchant_id: int) -> dict[str, Any]:
+    """What the merchant analytics model answers: recovery, margin, variants, fulfilment."""
+    m = {"m": merchant_id}
+    [[recovered]] = await client.sql(
+        "SELECT countIf(status = 'purchased') FROM analytics.abandoned_carts"
+        " WHERE merchant_id = {m:UInt64}",
+        **m,
+    )
+    [[margin]] = await client.sql(
+        "SELECT sum((f.unit_price - p.cost_price) * f.quantity) FROM analytics.sales_facts AS f"
+        " INNER JOIN analytics.products AS p"
+        " ON f.merchant_id = p.merchant_id AND f.product_id = p.product_id"
+        " WHERE f.merchant_id = {m:UInt64}",
+        **m,
+    )
+    variants = await client.sql(
+        "SELECT variant_key, sum(quantity) FROM analytics.sales_facts"
+        " WHERE merchant_id = {m:UInt64} AND variant_key != '' GROUP BY variant_key",
+        **m,
+    )
+    [[invoices]] = await client.sql(
+        "SELECT count() FROM analytics.invoices WHERE merchant_id = {m:UInt64}", **m
+    )
+    [[delivered]] = await client.sql(
+        "SELECT countIf(delivered_at IS NOT NULL) FROM analytics.shipments"
+        " WHERE merchant_id = {m:UInt64}",
+        **m,
+    )
+    [[reviews, withheld]] = await client.sql(
+        "SELECT count(), countIf(content_withheld = 1) FROM analytics.product_reviews"
+        " WHERE merchant_id = {m:UInt64}",
+        **m,
+    )
+    return {
+        "recovered": recovered,
+        "margin": Decimal(str(margin)),
+        "variants": {key: int(Decimal(str(units))) for key, units in variants},
+        "invoices": invoices,
+        "delivered": delivered,
+        "reviews": f"{reviews} ({withheld} withheld)",
+    }
 
 
 async def merchant_totals(client: DemoClient, merchant_id: int) -> dict[str, Any]:

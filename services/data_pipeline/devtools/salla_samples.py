@@ -2,9 +2,11 @@
 
 Built from the field names in the Salla reference (§2): JS-Date envelope times, PHP date
 objects in Asia/Riyadh, money objects mixed with decimal strings, Arabic and English names.
-`StoreSimulation` plays a store's life (products, customers, orders through their statuses,
-item changes, a cancellation, a deletion, abandoned carts) and records what the warehouse must
-show at the end, independently of the pipeline's own transform code, so tests can compare.
+`StoreSimulation` plays a store's life (products with costs and sales, customers, orders with
+options, cash on delivery and drafts through their statuses, item changes, a cancellation, a
+deletion, abandoned carts and a recovered one, invoices, shipments, reviews) and records what
+the warehouse must show at the end, independently of the pipeline's own transform code, so
+tests can compare.
 Deterministic for a given seed, so replays produce byte-identical bodies.
 """
 
@@ -48,6 +50,10 @@ STATUS_NAMES = {
     "refunded": "مسترجع",
 }
 PAYMENT_METHODS = ("mada", "credit_card", "apple_pay", "cod", "bank", "tabby")
+COD_FEE = Decimal("10.00")
+COST_SHARE = Decimal("0.55")  # what a product costs the merchant, as a share of its price
+# Every third catalog product is sold in sizes: the large one costs more.
+SIZE_OPTION = ("الحجم", "كبير", Decimal("5.00"))
 
 
 def catalog_sku(index: int) -> str:
@@ -87,12 +93,17 @@ class Line:
     product_index: int
     product_id: int
     quantity: int
-    unit_price: Decimal
+    unit_price: Decimal  # the product's price plus its options'
     discount: Decimal
+    option: tuple[str, str, Decimal] | None = None
 
     @property
     def total(self) -> Decimal:
         return self.unit_price * self.quantity
+
+    @property
+    def variant_key(self) -> str:
+        return f"{self.option[0]}={self.option[1]}" if self.option else ""
 
 
 @dataclass
@@ -108,6 +119,11 @@ class SimOrder:
     shipping: Decimal = Decimal("25")
     coupon_discount: Decimal = Decimal("0")
     deleted: bool = False
+    draft: bool = False
+
+    @property
+    def cod_fee(self) -> Decimal:
+        return COD_FEE if self.payment_method == "cod" else Decimal(0)
 
     @property
     def sub_total(self) -> Decimal:
@@ -119,7 +135,7 @@ class SimOrder:
 
     @property
     def total(self) -> Decimal:
-        return self.sub_total + self.shipping + self.tax - self.coupon_discount
+        return self.sub_total + self.shipping + self.tax + self.cod_fee - self.coupon_discount
 
 
 @dataclass
@@ -130,18 +146,50 @@ class StoreTruth:
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     carts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    invoices: dict[int, dict[str, Any]] = field(default_factory=dict)
+    shipments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
     def live_orders(self) -> list[SimOrder]:
+        """Every order the `orders` view shows (drafts included, flagged)."""
         return [order for order in self.orders.values() if not order.deleted]
+
+    def sales(self) -> list[SimOrder]:
+        """The orders whose lines are sales: live and not drafts."""
+        return [order for order in self.live_orders() if not order.draft]
 
     def order_total_sum(self) -> Decimal:
         return sum((order.total for order in self.live_orders()), Decimal(0))
 
     def line_count(self) -> int:
-        return sum(len(order.lines) for order in self.live_orders())
+        return sum(len(order.lines) for order in self.sales())
 
     def line_total_sum(self) -> Decimal:
-        return sum((line.total for order in self.live_orders() for line in order.lines), Decimal(0))
+        return sum((line.total for order in self.sales() for line in order.lines), Decimal(0))
+
+    def recovered_carts(self) -> dict[int, dict[str, Any]]:
+        return {k: v for k, v in self.carts.items() if v["status"] == "purchased"}
+
+    def gross_margin(self) -> Decimal:
+        """Sum over sold lines of (unit price - the product's current cost) x quantity, for
+        products still in the catalog (a deleted product has no cost to show)."""
+        return sum(
+            (
+                (line.unit_price - self.products[line.product_id]["cost_price"]) * line.quantity
+                for order in self.sales()
+                for line in order.lines
+                if not self.products[line.product_id]["deleted"]
+            ),
+            Decimal(0),
+        )
+
+    def variant_units(self) -> dict[str, int]:
+        units: dict[str, int] = {}
+        for order in self.sales():
+            for line in order.lines:
+                if line.variant_key:
+                    units[line.variant_key] = units.get(line.variant_key, 0) + line.quantity
+        return units
 
 
 class StoreSimulation:
@@ -182,6 +230,10 @@ class StoreSimulation:
                 "name": product["name"],
                 "sku": sku,
                 "price": price,
+                "cost_price": (price * COST_SHARE).quantize(CENTS),
+                # Product 1 is on a sale that runs into 2030; product 2's sale ended before
+                # the store's month began (Salla still sends it): no sale to show.
+                "sale_price": (price * Decimal("0.9")).quantize(CENTS) if index == 1 else None,
                 "status": "sale",
                 "english": english,
                 "arabic": arabic,
@@ -203,7 +255,9 @@ class StoreSimulation:
             "description": f"{arabic} — {english}. منتج أصلي من متجرنا.",
             "price": money(price),
             "taxed_price": money(price * (1 + VAT)),
-            "sale_price": money(Decimal(0)),
+            "sale_price": money(self._sale_price(index, price)),
+            "sale_end": self._sale_end(index),
+            "cost_price": money((price * COST_SHARE).quantize(CENTS)),
             "quantity": self.random.choice([20, "50", None]),
             "status": "sale",
             "is_available": True,
@@ -211,10 +265,21 @@ class StoreSimulation:
             "updated_at": php_date(at),
         }
 
+    @staticmethod
+    def _sale_price(index: int, price: Decimal) -> Decimal:
+        return (price * Decimal("0.9")).quantize(CENTS) if index in (1, 2) else Decimal(0)
+
+    @staticmethod
+    def _sale_end(index: int) -> str | None:
+        return {1: "2030-01-01 00:00:00", 2: "2026-10-01 00:00:00"}.get(index)
+
     def update_product_price(self, product_index: int, price: Decimal) -> None:
         product_id = self.product_ids[product_index]
         at = self._tick()
         self.truth.products[product_id]["price"] = price
+        self.truth.products[product_id]["cost_price"] = (price * COST_SHARE).quantize(CENTS)
+        if self.truth.products[product_id]["sale_price"] is not None:
+            self.truth.products[product_id]["sale_price"] = self._sale_price(product_index, price)
         self._emit(
             "product.price.updated", self._product_payload(product_id, product_index, price, at), at
         )
@@ -230,7 +295,11 @@ class StoreSimulation:
             city = self.random.choice(CITIES)
             self.customer_ids.append(customer_id)
             at = self._tick()
-            self.truth.customers[customer_id] = {"city": city, "country": "السعودية"}
+            self.truth.customers[customer_id] = {
+                "city": city,
+                "country": "السعودية",
+                "created_at": at,
+            }
             self._emit(
                 "customer.created",
                 {
@@ -250,8 +319,29 @@ class StoreSimulation:
                 at,
             )
 
+    def move_customer(self, customer_index: int, city: str) -> None:
+        """customer.updated: a new city; the sign-up time stays."""
+        customer_id = self.customer_ids[customer_index]
+        at = self._tick()
+        self.truth.customers[customer_id]["city"] = city
+        self._emit(
+            "customer.updated",
+            {
+                "id": customer_id,
+                "first_name": "عميل",
+                "city": city,
+                "country": "السعودية",
+                "country_code": "SA",
+                "currency": "SAR",
+                "updated_at": php_date(at),
+            },
+            at,
+        )
+
     # -- orders --------------------------------------------------------------------------------
-    def create_order(self, lines: int | None = None, gap_minutes: float = 30) -> SimOrder:
+    def create_order(
+        self, lines: int | None = None, gap_minutes: float = 30, *, draft: bool = False
+    ) -> SimOrder:
         customer_id = self.random.choice(self.customer_ids)
         chosen = self.random.sample(
             range(len(self.product_ids)), lines or self.random.randint(1, 4)
@@ -265,6 +355,7 @@ class StoreSimulation:
             payment_method=self.random.choice(PAYMENT_METHODS),
             lines=[self._line(index) for index in chosen],
             coupon_discount=self.random.choice([Decimal(0), Decimal(0), Decimal("10.00")]),
+            draft=draft,
         )
         self.truth.orders[order.order_id] = order
         self._emit("order.created", self._order_payload(order), order.created)
@@ -273,8 +364,15 @@ class StoreSimulation:
     def _line(self, product_index: int) -> Line:
         product_id = self.product_ids[product_index]
         price = self.truth.products[product_id]["price"]
+        option = SIZE_OPTION if product_index % 3 == 0 else None
         return Line(
-            self._next_id(), product_index, product_id, self.random.randint(1, 3), price, Decimal(0)
+            self._next_id(),
+            product_index,
+            product_id,
+            self.random.randint(1, 3),
+            price + (option[2] if option else Decimal(0)),
+            Decimal(0),
+            option,
         )
 
     def advance_status(self, order: SimOrder, status: str, *, nested: bool = False) -> None:
@@ -337,10 +435,11 @@ class StoreSimulation:
                 "customized": {"id": 986688842, "name": STATUS_NAMES[order.status]},
             },
             "currency": "SAR",
+            "draft": order.draft,
             "amounts": {
                 "sub_total": money(order.sub_total),
                 "shipping_cost": money(order.shipping),
-                "cash_on_delivery": money(Decimal(0)),
+                "cash_on_delivery": money(order.cod_fee),
                 "tax": {"percent": "15.00", "amount": money(order.tax)},
                 "discounts": discounts,
                 "total": money(order.total),
@@ -381,8 +480,21 @@ class StoreSimulation:
                 "id": line.product_id,
                 "sku": product["sku"],
                 "name": product["name"],
-                "price": money(line.unit_price),
+                "price": money(product["price"]),
             },
+            "options": [
+                {
+                    "id": 1197801866,
+                    "product_option_id": 60176141,
+                    "name": line.option[0],
+                    "type": "radio",
+                    "value": [
+                        {"id": 408420634, "name": line.option[1], "price": money(line.option[2])}
+                    ],
+                }
+            ]
+            if line.option
+            else [],
         }
 
     # -- carts and the app ---------------------------------------------------------------------
@@ -395,7 +507,14 @@ class StoreSimulation:
         ]
         total = sum((self.truth.products[p]["price"] * q for p, q in lines), Decimal(0))
         at = self._tick()
-        self.truth.carts[cart_id] = {"total": total, "item_count": sum(q for _, q in lines)}
+        self.truth.carts[cart_id] = {
+            "total": total,
+            "item_count": sum(q for _, q in lines),
+            "status": "active",
+            "recovered_order_id": None,
+            "items": {p: q for p, q in lines},
+            "customer_id": customer_id,
+        }
         items = [{"id": self._next_id(), "product_id": p, "quantity": q} for p, q in lines]
         customer = {
             "id": customer_id,
@@ -431,6 +550,150 @@ class StoreSimulation:
             }
         self._emit("abandoned.cart", data, at)
 
+    def recover_cart(self, cart_id: int) -> SimOrder:
+        """The customer adds a product (abandoned.cart.updated), then buys the cart: an order,
+        and abandoned.cart.purchased naming it."""
+        cart = self.truth.carts[cart_id]
+        extra = next(p for p in self.product_ids if p not in cart["items"])
+        cart["items"][extra] = 1
+        cart["item_count"] += 1
+        cart["total"] += self.truth.products[extra]["price"]
+        at = self._tick()
+        items = [
+            {"id": 1_000 + i, "product_id": p, "quantity": q}
+            for i, (p, q) in enumerate(cart["items"].items())
+        ]
+        self._emit(
+            "abandoned.cart.updated",
+            {
+                "id": cart_id,
+                "total": money(cart["total"]),
+                "subtotal": money(cart["total"]),
+                "updated_at": php_date(at),
+                "items": items,
+            },
+            at,
+        )
+        order = self.create_order(lines=2, gap_minutes=5)
+        cart.update(status="purchased", recovered_order_id=order.order_id)
+        at = self._tick()
+        self._emit(
+            "abandoned.cart.purchased",
+            {
+                "id": cart_id,
+                "status": "purchased",
+                "order_id": order.order_id,
+                "total": money(cart["total"]),
+                "subtotal": money(cart["total"]),
+            },
+            at,
+        )
+        return order
+
+    # -- fulfilment, invoices, reviews ----------------------------------------------------------
+    def ship(self, order: SimOrder, *, delivered: bool) -> None:
+        shipment_id = self._next_id()
+        created = self._tick()
+        self.truth.shipments[shipment_id] = {
+            "order_id": order.order_id,
+            "status": "delivered" if delivered else "created",
+            "created_at": created,
+            "delivered_at": None,
+        }
+        payload = {
+            "id": shipment_id,
+            "order_id": order.order_id,
+            "order_reference_id": order.reference_id,
+            "type": "shipment",
+            "courier_id": 1927161457,
+            "courier_name": "SMSA",
+            "tracking_number": f"TRK{shipment_id}",
+            "status": "created",
+            "total": money(order.shipping),
+            "cash_on_delivery": money(order.cod_fee),
+            "is_international": False,
+            "ship_to": {"name": "مستلم", "city": order.city, "address_line": "حي"},
+            "created_at": php_date(created),
+        }
+        self._emit("shipment.created", payload, created)
+        if delivered:
+            at = self._tick(240)
+            self.truth.shipments[shipment_id]["delivered_at"] = at
+            self._emit("shipment.updated", {**payload, "status": "delivered"}, at)
+
+    def invoice(self, order: SimOrder) -> None:
+        invoice_id = self._next_id()
+        at = self._tick()
+        self.truth.invoices[invoice_id] = {
+            "order_id": order.order_id,
+            "total": order.total,
+            "tax": order.tax,
+            "lines": len(order.lines),
+        }
+        self._emit(
+            "invoice.created",
+            {
+                "id": invoice_id,
+                "invoice_number": len(self.truth.invoices),
+                "uuid": f"00000000-0000-4000-8000-{invoice_id:012d}",
+                "order_id": order.order_id,
+                "type": "فاتورة ضريبية",
+                "date": at.strftime("%Y-%m-%d %H:%M:%S"),
+                "payment_method": order.payment_method,
+                "sub_total": money(order.sub_total),
+                "shipping_cost": {**money(order.shipping), "taxable": True},
+                "cod_cost": {**money(order.cod_fee), "taxable": True},
+                "discount": money(order.coupon_discount),
+                "tax": {"percent": 15, "amount": money(order.tax)},
+                "total": money(order.total),
+                "items": [
+                    {
+                        "id": self._next_id(),
+                        "item_id": line.item_id,
+                        "product_id": line.product_id,
+                        "name": self.truth.products[line.product_id]["name"],
+                        "sku": self.truth.products[line.product_id]["sku"],
+                        "quantity": line.quantity,
+                        "type": "product",
+                        "price": money(line.unit_price),
+                        "tax": {"percent": 15, "amount": money((line.total * VAT).quantize(CENTS))},
+                        "total": money(line.total),
+                    }
+                    for line in order.lines
+                ],
+                "customer": {"id": order.customer_id, "first_name": "عميل", "mobile": 500000001},
+            },
+            at,
+        )
+
+    def review(self, order: SimOrder, rating: int, content: str) -> None:
+        """review.added; the text may name the customer (then it must not be stored)."""
+        line = order.lines[0]
+        self.truth.reviews.append(
+            {
+                "order_id": order.order_id,
+                "product_id": line.product_id,
+                "rating": rating,
+                "content": None if "سارة" in content else content,
+            }
+        )
+        self._emit(
+            "review.added",
+            {
+                "type": "rating",
+                "rating": str(rating),
+                "content": content,
+                "customer": {
+                    "id": order.customer_id,
+                    "name": "سارة القحطاني",
+                    "mobile": "+966500000000",
+                    "email": "sara@example.com",
+                },
+                "product": {"id": line.product_id, "type": "product", "status": "sale"},
+                "order": {"id": order.order_id, "reference_id": order.reference_id},
+            },
+        )
+
     def authorize_app(self, access_token: str, refresh_token: str) -> None:
         at = self._tick()
         self.events.append(
@@ -450,7 +713,7 @@ class StoreSimulation:
         )
 
     def unmodeled_event(self) -> None:
-        self._emit("review.added", {"id": self._next_id(), "rating": 5, "content": "ممتاز"})
+        self._emit("specialoffer.created", {"id": self._next_id(), "name": "عرض الشتاء"})
 
 
 def demo_store(merchant_id: int = 1305146709, seed: int = 7, orders: int = 40) -> StoreSimulation:
@@ -476,6 +739,20 @@ def demo_store(merchant_id: int = 1305146709, seed: int = 7, orders: int = 40) -
     store.abandon_cart()
     store.abandon_cart()
     store.abandon_cart(old_shape=True)
+    store.recover_cart(next(iter(store.truth.carts)))
+    store.create_order(draft=True)
+    store.move_customer(0, "تبوك")
+    for order in placed:
+        if order.deleted or order.status not in ("delivered", "completed"):
+            continue
+        store.ship(order, delivered=True)
+        if order.status == "completed":
+            store.invoice(order)
+    in_progress = next((o for o in placed if o.status == "in_progress"), None)
+    if in_progress is not None:
+        store.ship(in_progress, delivered=False)
+    store.review(placed[0], 5, "ممتاز، القهوة طازجة")
+    store.review(placed[-1], 2, "وصلني متأخر، سارة القحطاني 0500000000")
     store.unmodeled_event()
     return store
 

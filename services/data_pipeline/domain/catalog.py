@@ -59,7 +59,24 @@ def product_version(
         quantity=integer(product.get("quantity"), field="product.quantity"),
         category=_first_category(product.get("categories")),
         updated_at=product_updated_at(product),
+        # product.created says `cost_price`, product.price.updated says `cost`.
+        cost_price=parse_decimal(
+            product.get("cost_price", product.get("cost")), field="product.cost_price"
+        ),
+        sale_ends_at=_sale_end(product),
     )
+
+
+def _sale_end(product: dict[str, Any]) -> datetime | None:
+    """When the sale price stops applying: `sale_end` in the product model, `expired_at` on the
+    sale price (or the product) in price updates. None: no end, or no sale."""
+    sale = product.get("sale_price")
+    if isinstance(sale, dict) and sale.get("expired_at") is not None:
+        return parse_optional_datetime(sale["expired_at"], field="product.sale_price.expired_at")
+    for name in ("sale_end", "expired_at"):
+        if product.get(name) is not None:
+            return parse_optional_datetime(product[name], field=f"product.{name}")
+    return None
 
 
 def product_tombstone(

@@ -6,7 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from data_pipeline.domain import app_events, catalog, customers, orders
+from data_pipeline.domain import (
+    app_events,
+    catalog,
+    customers,
+    fulfilment,
+    invoices,
+    orders,
+    reviews,
+)
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import Envelope
 from data_pipeline.domain.model import MerchantChange, OrderVersion, WarehouseEntity
@@ -64,7 +72,52 @@ def _order(envelope: Envelope) -> Transformation:
         order, merchant_id=merchant, version=version, event_time=event_time
     )
     items = orders.order_item_set(order, merchant_id=merchant, version=version)
-    return Transformation(modeled=True, entities=(header,) if items is None else (header, items))
+    shipments = fulfilment.order_shipments(
+        order,
+        merchant_id=merchant,
+        order_id=header.order_id,
+        version=version,
+        event_time=event_time,
+    )
+    entities = (header,) if items is None else (header, items)
+    return Transformation(modeled=True, entities=entities + shipments)
+
+
+def _order_shipment(envelope: Envelope) -> Transformation:
+    """order.shipment.*: a shipment payload, or the order model with its shipments."""
+    data = envelope.data
+    if not fulfilment.is_shipment_model(data):
+        return _order(envelope)
+    return _shipment(envelope)
+
+
+def _shipment(envelope: Envelope) -> Transformation:
+    shipment = envelope.data
+    version, event_time = _stamp(envelope, None)
+    entity = fulfilment.shipment_version(
+        shipment,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        event=envelope.event,
+    )
+    return Transformation(modeled=True, entities=(entity,))
+
+
+def _invoice(envelope: Envelope) -> Transformation:
+    version, event_time = _stamp(envelope, None)
+    entity = invoices.invoice_version(
+        envelope.data, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+    )
+    return Transformation(modeled=True, entities=(entity,))
+
+
+def _review(envelope: Envelope) -> Transformation:
+    version, event_time = _stamp(envelope, None)
+    entity = reviews.review_version(
+        envelope.data, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+    )
+    return Transformation(modeled=True, entities=(entity,))
 
 
 def _product(envelope: Envelope) -> Transformation:
@@ -85,7 +138,11 @@ def _customer(envelope: Envelope) -> Transformation:
     customer = envelope.data
     version, event_time = _stamp(envelope, customers.customer_updated_at(customer))
     entity = customers.customer_version(
-        customer, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+        customer,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        signed_up=envelope.event == "customer.created",
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -94,7 +151,11 @@ def _cart(envelope: Envelope) -> Transformation:
     cart = envelope.data
     version, event_time = _stamp(envelope, customers.cart_updated_at(cart))
     entity = customers.cart_version(
-        cart, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+        cart,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        purchased=envelope.event == customers.CART_PURCHASED,
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -125,6 +186,10 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(customers.CUSTOMER_EVENTS, _customer),
     **dict.fromkeys(customers.CART_EVENTS, _cart),
     **dict.fromkeys(app_events.APP_EVENTS, _app),
+    **dict.fromkeys(invoices.INVOICE_EVENTS, _invoice),
+    **dict.fromkeys(fulfilment.SHIPMENT_EVENTS, _shipment),
+    **dict.fromkeys(fulfilment.ORDER_SHIPMENT_EVENTS, _order_shipment),
+    **dict.fromkeys(reviews.REVIEW_EVENTS, _review),
     "order.backfilled": _order,
     "product.backfilled": _product,
     "customer.backfilled": _customer,

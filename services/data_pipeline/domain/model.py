@@ -14,6 +14,15 @@ from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True)
+class ItemOption:
+    """One chosen option value of a line item (size, add-on), with the price it adds."""
+
+    name: str
+    value: str
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class OrderItem:
     item_id: int
     product_id: int | None
@@ -25,6 +34,21 @@ class OrderItem:
     tax: Decimal
     line_total: Decimal
     currency: str | None
+    # Chosen options as parallel tuples (the warehouse stores them as parallel arrays), and a
+    # stable key of the variant they make: "name=value|name=value", sorted; "" for none.
+    option_names: tuple[str, ...] = ()
+    option_values: tuple[str, ...] = ()
+    option_prices: tuple[Decimal, ...] = ()
+    variant_key: str = ""
+
+    @property
+    def options(self) -> tuple[ItemOption, ...]:
+        return tuple(
+            ItemOption(name, value, price)
+            for name, value, price in zip(
+                self.option_names, self.option_values, self.option_prices, strict=True
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +72,9 @@ class OrderVersion:
     country: str | None = None
     source: str | None = None
     created_at: datetime | None = None
+    cod_fee: Decimal | None = None  # cash-on-delivery fee: part of the total
+    coupon_code: str | None = None
+    is_draft: bool | None = None  # a draft is not a sale
     is_deleted: bool = False
 
 
@@ -78,6 +105,10 @@ class ProductVersion:
     quantity: int | None = None
     category: str | None = None
     updated_at: datetime | None = None
+    cost_price: Decimal | None = None
+    # The sale price as Salla sent it (0 = no sale) and when that sale ends; the contract shows
+    # the sale price only while a sale runs.
+    sale_ends_at: datetime | None = None
     is_deleted: bool = False
 
 
@@ -92,6 +123,15 @@ class CustomerVersion:
     country_code: str | None = None
     currency: str | None = None
     updated_at: datetime | None = None
+    created_at: datetime | None = None  # sign-up time: set by customer.created only
+
+
+@dataclass(frozen=True, slots=True)
+class CartItem:
+    product_id: int | None
+    quantity: Decimal
+    unit_price: Decimal | None
+    line_total: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +149,99 @@ class AbandonedCartVersion:
     coupon_code: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    status: str | None = None  # active, purchased, ...
+    checkout_url: str | None = None
+    recovered_order_id: int | None = None
+    recovered_at: datetime | None = None  # set by abandoned.cart.purchased
+    items: tuple[CartItem, ...] | None = None  # the whole set, when the payload has one
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    item_id: int | None
+    product_id: int | None
+    sku: str
+    name: str
+    quantity: Decimal
+    unit_price: Decimal | None
+    tax: Decimal | None
+    tax_percent: Decimal | None
+    total: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceVersion:
+    """A tax invoice (`invoice.created`): the VAT figures Saudi e-invoicing reports."""
+
+    merchant_id: int
+    invoice_id: int
+    version: int
+    event_time: datetime
+    order_id: int | None = None
+    number: str | None = None
+    invoice_type: str | None = None
+    issued_at: datetime | None = None
+    payment_method: str | None = None
+    sub_total: Decimal | None = None
+    shipping_cost: Decimal | None = None
+    cod_fee: Decimal | None = None
+    discount: Decimal | None = None
+    tax: Decimal | None = None
+    tax_percent: Decimal | None = None
+    total: Decimal | None = None
+    currency: str | None = None
+    lines: tuple[InvoiceLine, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentVersion:
+    merchant_id: int
+    shipment_id: int
+    version: int
+    event_time: datetime
+    order_id: int | None = None
+    shipment_type: str | None = None  # shipment or return
+    status: str | None = None
+    courier_id: int | None = None
+    courier_name: str | None = None
+    tracking_number: str | None = None
+    shipping_cost: Decimal | None = None
+    cod_amount: Decimal | None = None
+    currency: str | None = None
+    is_international: bool | None = None
+    created_at: datetime | None = None
+    # First time the shipment was seen shipped / delivered (the earliest such version wins).
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewVersion:
+    """A product (or store) rating. The text is kept only when it names no person and carries
+    no contact (`content_withheld` says it was dropped)."""
+
+    merchant_id: int
+    review_id: int
+    version: int
+    event_time: datetime
+    review_type: str | None = None
+    product_id: int | None = None
+    order_id: int | None = None
+    rating: int | None = None
+    content: str | None = None
+    content_withheld: bool | None = None
+    created_at: datetime | None = None
 
 
 WarehouseEntity = (
-    OrderVersion | OrderItemSet | ProductVersion | CustomerVersion | AbandonedCartVersion
+    OrderVersion
+    | OrderItemSet
+    | ProductVersion
+    | CustomerVersion
+    | AbandonedCartVersion
+    | InvoiceVersion
+    | ShipmentVersion
+    | ReviewVersion
 )
 
 

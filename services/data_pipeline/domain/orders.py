@@ -3,6 +3,10 @@
 Reads the fields the Salla reference documents (§2.3): the 10 order events share one model, but
 `order.status.updated` may nest the order under `data.order`, so both shapes are accepted.
 Shipping and billing people (names, phones, e-mails, street addresses) are never read.
+
+A payload loads what it carries: a minimal `order.created` (only `id` and `reference_id`, as
+Salla's own App Functions starter kit writes its fixtures) is a version with those fields, and
+the order's other fields come from the versions that carried them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
 from data_pipeline.domain.fields import obj, text
 from data_pipeline.domain.model import OrderItem, OrderItemSet, OrderVersion
-from data_pipeline.domain.money import amount_or_zero, parse_currency, parse_decimal
+from data_pipeline.domain.money import ZERO, amount_or_zero, parse_currency, parse_decimal
 from data_pipeline.errors import InvalidPayload
 
 ORDER_EVENTS = frozenset(
@@ -50,8 +54,6 @@ def order_version(
     amounts = obj(order.get("amounts"), field="order.amounts")
     total_raw = amounts.get("total", order.get("total"))
     status_slug, status_name = _status(order.get("status"))
-    if status_slug is None and total_raw is None:
-        raise InvalidPayload("order has neither a status nor a total")
     currency = parse_currency(order.get("currency"), field="order.currency") or _currency_of(
         total_raw
     )
@@ -73,6 +75,11 @@ def order_version(
         ),
         tax=parse_decimal(amounts.get("tax"), field="order.amounts.tax"),
         discount=_discount_total(amounts.get("discounts")),
+        cod_fee=parse_decimal(
+            amounts.get("cash_on_delivery"), field="order.amounts.cash_on_delivery"
+        ),
+        coupon_code=_coupon_codes(amounts.get("discounts")),
+        is_draft=_flag(order.get("draft"), field="order.draft"),
         currency=currency,
         payment_method=text(order.get("payment_method"), field="order.payment_method", limit=64),
         customer_id=parse_optional_id(customer.get("id"), field="order.customer.id"),
@@ -129,7 +136,41 @@ def _item_fields(item: dict[str, Any], order_currency: str | None) -> OrderItem:
         tax=amount_or_zero(amounts.get("tax"), field="amounts.tax"),
         line_total=line_total,
         currency=parse_currency(item.get("currency"), field="currency") or order_currency,
+        **_options(item.get("options")),
     )
+
+
+def _options(raw: Any) -> dict[str, Any]:
+    """A line item's chosen options, one entry per chosen value (a checkbox option can have
+    several), and the variant key they make."""
+    if not raw:
+        return {}
+    if not isinstance(raw, list):
+        raise InvalidPayload("options must be a list")
+    names: list[str] = []
+    values: list[str] = []
+    prices: list[Decimal] = []
+    for option in raw:
+        entry = obj(option, field="options[]")
+        name = text(entry.get("name"), field="options[].name", limit=200) or ""
+        chosen = entry.get("value")
+        for value in chosen if isinstance(chosen, list) else [] if chosen is None else [chosen]:
+            if isinstance(value, dict):
+                label = text(value.get("name"), field="options[].value.name", limit=500) or ""
+                price = amount_or_zero(value.get("price"), field="options[].value.price")
+            else:  # text and number options carry the customer's input as the value
+                label = text(value, field="options[].value", limit=500) or ""
+                price = ZERO
+            names.append(name)
+            values.append(label)
+            prices.append(price)
+    variant = "|".join(sorted(f"{n}={v}" for n, v in zip(names, values, strict=True)))
+    return {
+        "option_names": tuple(names),
+        "option_values": tuple(values),
+        "option_prices": tuple(prices),
+        "variant_key": variant,
+    }
 
 
 def _status(value: Any) -> tuple[str | None, str | None]:
@@ -160,3 +201,26 @@ def _discount_total(discounts: Any) -> Decimal | None:
             entry.get("discount"), field=f"order.amounts.discounts[{index}].discount"
         )
     return total
+
+
+def _coupon_codes(discounts: Any) -> str | None:
+    """The codes of the order's discounts, in order, each once ("A,B"); None if none."""
+    if not isinstance(discounts, list):
+        return None
+    codes: list[str] = []
+    for index, discount in enumerate(discounts):
+        entry = obj(discount, field=f"order.amounts.discounts[{index}]")
+        code = text(entry.get("code"), field=f"order.amounts.discounts[{index}].code", limit=64)
+        if code and code not in codes:
+            codes.append(code)
+    return ",".join(codes) or None
+
+
+def _flag(value: Any, *, field: str) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1, "0", "1"):
+        return value in (1, "1")
+    raise InvalidPayload(f"{field}: expected true or false")

@@ -22,6 +22,7 @@ class Rank(IntEnum):
     BACKFILL = 0
     CREATED = 1
     UPDATED = 2
+    CONCLUDED = 3  # a purchase that recovers a cart beats an update of it in the same second
     DELETED = 15
 
 
@@ -44,4 +45,6 @@ def rank_for_event(event: str) -> Rank:
         return Rank.DELETED
     if event.endswith((".created", ".installed")):
         return Rank.CREATED
+    if event.endswith(".purchased"):
+        return Rank.CONCLUDED
     return Rank.UPDATED

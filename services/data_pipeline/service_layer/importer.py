@@ -157,12 +157,17 @@ class EventImporter:
             if len(line) > MAX_WEBHOOK_BYTES:
                 report.failures.append(ImportFailure(number, "line is over 1 MiB"))
                 continue
+            envelope = None
             try:
                 envelope = parse_envelope(line)
                 result = transform(envelope)
                 if result.merchant_changes and self._cipher is None:
                     raise InvalidPayload("merchant tokens need TOKEN_ENCRYPTION_KEY to be stored")
             except InvalidPayload as error:
+                if envelope is not None:  # a valid envelope is archived even when rejected
+                    prepared.batch.raw_events.append(
+                        archive_record(envelope, line, self._received, "import")
+                    )
                 report.failures.append(ImportFailure(number, str(error)[:300]))
                 continue
             except Exception as error:  # a hostile line must not stop the rest

@@ -23,6 +23,7 @@ from data_pipeline.domain.app_events import redact_secrets
 from data_pipeline.domain.envelope import Envelope, body_sha256, parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import MerchantAuthorized, MerchantChange, MerchantInstallChanged
+from data_pipeline.errors import InvalidPayload
 from data_pipeline.observability.metrics import PipelineMetrics
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.rag import EmbedFeed
@@ -50,16 +51,19 @@ class EventProcessor:
     ) -> str:
         """Load one event. Raises InvalidPayload (dead-letter) or TransientError (retry)."""
         envelope = parse_envelope(raw)
-        result = transform(envelope)
         received = (
             datetime.fromtimestamp(accepted_at_ms / 1000, UTC)
             if accepted_at_ms
             else datetime.now(UTC)
         )
-        batch = LoadBatch(
-            raw_events=[archive_record(envelope, raw, received, "webhook")],
-            entities=list(result.entities),
-        )
+        archived = archive_record(envelope, raw, received, "webhook")
+        try:
+            result = transform(envelope)
+        except InvalidPayload:
+            # Archived before it is rejected, so that a fixed transform can replay it.
+            await self._loader.load(LoadBatch(raw_events=[archived]))
+            raise
+        batch = LoadBatch(raw_events=[archived], entities=list(result.entities))
         await self._loader.load(batch)
         await self.apply_merchant_changes(result.merchant_changes)
         if self._feed is not None:  # before settling: a failed publish retries the delivery

@@ -213,7 +213,7 @@ def test_uninstall_outranks_an_authorization_in_the_same_second():
 
 def test_unmodeled_events_are_reported_as_such():
     result = changes_of(
-        {"event": "review.added", "merchant": 1, "created_at": "2024-01-01", "data": {}}
+        {"event": "specialoffer.created", "merchant": 1, "created_at": "2024-01-01", "data": {}}
     )
     assert not result.modeled and not result.entities
 
@@ -226,8 +226,11 @@ def test_event_without_any_time_is_permanent():
 def test_both_abandoned_cart_shapes_count_items_by_quantity():
     store = demo_store()
     carts = [parse_envelope(encode(e)) for e in store.events if e["event"] == "abandoned.cart"]
+    recovered = store.truth.recovered_carts()  # changed after this event: checked end to end
     for envelope in carts:
         (cart,) = transform(envelope).entities
+        if cart.cart_id in recovered:
+            continue
         assert cart.total == store.truth.carts[cart.cart_id]["total"]
         assert cart.item_count == store.truth.carts[cart.cart_id]["item_count"]
 
@@ -235,7 +238,7 @@ def test_both_abandoned_cart_shapes_count_items_by_quantity():
 def test_every_event_of_the_demo_store_transforms():
     for event in demo_store().events:
         result = transform(parse_envelope(encode(event)))
-        assert result.modeled or event["event"] == "review.added"
+        assert result.modeled or event["event"] == "specialoffer.created"
 
 
 def test_a_backfilled_snapshot_never_beats_a_webhook_of_the_same_instant():
