@@ -23,7 +23,7 @@ system-deps: ## install redis-server from Debian if it is missing
 test: venv system-deps ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: venv ## run the local stack and push a realistic Salla event stream through it
+demo: venv system-deps ## run the local stack and push a realistic Salla event stream through it
 	$(BIN)/salla-pipeline demo
 
 dev: venv ## run the local stack until Ctrl-C

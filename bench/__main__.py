@@ -12,7 +12,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import ack, cold_start, import_events, pipeline, rag, reads, sync, transform_load
+from bench import (
+    ack,
+    cdc,
+    cold_start,
+    import_events,
+    pipeline,
+    rag,
+    reads,
+    sync,
+    transform_load,
+)
 
 HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "ack": (ack.measure, ack.report),
@@ -23,6 +33,7 @@ HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "rag": (rag.measure, rag.report),
     "reads": (reads.measure, reads.report),
     "import": (import_events.measure, import_events.report),
+    "cdc": (cdc.measure, cdc.report),
 }
 
 

@@ -141,6 +141,20 @@ class RagConfig(_Section):
         return self
 
 
+class CdcConfig(_Section):
+    """Change data capture from the app's PostgreSQL; no tables: off. The database URL is the
+    secret `pipeline:cdcDatabaseUrl`."""
+
+    tables: list[str] = Field(default_factory=list)
+    publication: str = Field("analytics_cdc", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    slot: str = Field("analytics_cdc", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    database: str = Field("oltp", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tables)
+
+
 class PipelineConfig(_Section):
     environment: Literal["dev", "prod"]
     deploy_target: Literal["lambda", "vercel"] = "lambda"
@@ -150,6 +164,7 @@ class PipelineConfig(_Section):
     lambda_: LambdaConfig = Field(default_factory=LambdaConfig, alias="lambda")
     vercel: VercelConfig | None = None
     rag: RagConfig = Field(default_factory=RagConfig)
+    cdc: CdcConfig = Field(default_factory=CdcConfig)
     qstash_url: str = "https://qstash.upstash.io"
     qstash_retries: int = Field(3, ge=0, le=20)
     qstash_retry_delay: str | None = None
@@ -193,6 +208,7 @@ class Secrets:
     salla_client_secret: pulumi.Output[str]
     openai_api_key: pulumi.Output[str] | None = None  # with rag.enabled
     pinecone_api_key: pulumi.Output[str] | None = None  # with rag.enabled
+    cdc_database_url: pulumi.Output[str] | None = None  # with cdc.tables
 
 
 class ConfigError(pulumi.RunError):
@@ -205,6 +221,7 @@ _SECTIONS = (
     "lambda",
     "vercel",
     "rag",
+    "cdc",
     "topicSubscribers",
     "workerParallelism",
 )
@@ -229,6 +246,7 @@ _SECRETS = {
     "salla_client_secret": "sallaClientSecret",
 }
 _RAG_SECRETS = {"openai_api_key": "openaiApiKey", "pinecone_api_key": "pineconeApiKey"}
+_CDC_SECRETS = {"cdc_database_url": "cdcDatabaseUrl"}
 
 
 STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,20}$")
@@ -261,7 +279,11 @@ def load() -> tuple[PipelineConfig, Secrets]:
         settings = PipelineConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe(error)) from None
-    needed = {**_SECRETS, **(_RAG_SECRETS if settings.rag.enabled else {})}
+    needed = {
+        **_SECRETS,
+        **(_RAG_SECRETS if settings.rag.enabled else {}),
+        **(_CDC_SECRETS if settings.cdc.enabled else {}),
+    }
     missing = [key for key in needed.values() if config.get_secret(key) is None]
     if missing:
         raise ConfigError(

@@ -107,6 +107,11 @@ def run() -> None:
                 "PINECONE_API_KEY": secrets.pinecone_api_key or "",
                 "PINECONE_INDEX": vectors.index_name if vectors else "",
                 "PINECONE_HOST": vectors.host if vectors else "",
+                "CDC_DATABASE_URL": secrets.cdc_database_url or "",
+                "CDC_TABLES": ",".join(settings.cdc.tables),
+                "CDC_PUBLICATION": settings.cdc.publication,
+                "CDC_SLOT": settings.cdc.slot,
+                "CDC_CLICKHOUSE_DATABASE": settings.cdc.database,
             }
         )
 
@@ -145,7 +150,13 @@ def run() -> None:
             ),
         )
     messaging = Messaging(
-        prefix, MessagingArgs(service.endpoint, topic_prefix, settings.topic_subscribers)
+        prefix,
+        MessagingArgs(
+            service.endpoint,
+            topic_prefix,
+            settings.topic_subscribers,
+            cdc_enabled=settings.cdc.enabled,
+        ),
     )
 
     pulumi.export("pipeline_endpoint", service.endpoint)

@@ -206,6 +206,19 @@ class PipelineSettings(BaseSettings):
         description="redis:// or rediss:// URL of the state store; unset = embedded SQLite "
         "(local only: production requires Redis).",
     )
+    cdc_database_url: SecretStr | None = Field(
+        None,
+        description="libpq URL of the PostgreSQL to capture (wal_level=logical, a role with "
+        "REPLICATION); unset = change data capture off.",
+    )
+    cdc_tables: str = Field(
+        "", description="Comma-separated schema.table list to capture (required with CDC on)."
+    )
+    cdc_publication: str = Field("analytics_cdc", description="The publication CDC reads.")
+    cdc_slot: str = Field("analytics_cdc", description="The logical replication slot CDC reads.")
+    cdc_clickhouse_database: str = Field(
+        "oltp", description="ClickHouse database of the captured tables."
+    )
     token_encryption_key: SecretStr = Field(
         description="Fernet key(s), comma-separated newest first, encrypting merchant tokens."
     )
@@ -274,10 +287,36 @@ class PipelineSettings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
-    @field_validator("clickhouse_database")
+    @field_validator(
+        "clickhouse_database", "cdc_clickhouse_database", "cdc_publication", "cdc_slot"
+    )
     @classmethod
     def _identifier(cls, value: str) -> str:
         return _database_name(value)
+
+    @field_validator("cdc_database_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _cdc_rules(self) -> PipelineSettings:
+        if self.cdc_database_url is None:
+            return self
+        scheme = urlsplit(self.cdc_database_url.get_secret_value()).scheme
+        if scheme not in ("postgres", "postgresql"):
+            raise ValueError("CDC_DATABASE_URL must be a postgresql:// URL")
+        if not self.cdc_table_list:
+            raise ValueError("CDC_TABLES is required when CDC_DATABASE_URL is set")
+        for table in self.cdc_table_list:
+            parts = table.split(".")
+            if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
+                raise ValueError(f"CDC_TABLES: {table!r} is not schema.table")
+        return self
+
+    @property
+    def cdc_table_list(self) -> list[str]:
+        return [t.strip() for t in self.cdc_tables.split(",") if t.strip()]
 
     @field_validator("redis_url")
     @classmethod

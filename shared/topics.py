@@ -31,7 +31,14 @@ EMBED_PATH = "/api/queue/embed"
 HEALTH_PATH = "/healthz"
 MIGRATE_PATH = "/api/ops/migrate"
 IMPORT_PATH = "/api/ops/import"
+CDC_EVENT_PATH = "/api/queue/cdc-event"
+CDC_DRAIN_PATH = "/api/queue/cdc-drain"
+# The schedule that drains the replication slot when the service cannot hold a connection open.
+CDC_DRAIN_CRON = "* * * * *"
 
 # Which service path each topic delivers to. Topics without an entry have no subscriber in this
 # service (other services add their own endpoints to them).
-TOPIC_DELIVERY_PATHS: dict[str, str] = {RAW_EVENTS_TOPIC: PROCESS_EVENT_PATH}
+TOPIC_DELIVERY_PATHS: dict[str, str] = {
+    RAW_EVENTS_TOPIC: PROCESS_EVENT_PATH,
+    CDC_EVENTS_TOPIC: CDC_EVENT_PATH,
+}

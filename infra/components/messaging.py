@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pulumi
 import upstash_pulumi as upstash
 
-from shared.topics import ALL_TOPICS, TOPIC_DELIVERY_PATHS, scoped
+from shared.topics import ALL_TOPICS, CDC_DRAIN_CRON, CDC_DRAIN_PATH, TOPIC_DELIVERY_PATHS, scoped
 
 
 @dataclass
@@ -24,6 +24,7 @@ class MessagingArgs:
     service_base_url: pulumi.Input[str]
     topic_prefix: str
     subscribers: dict[str, list[str]] = field(default_factory=dict)
+    cdc_enabled: bool = False  # a schedule drains the PostgreSQL slot every minute
 
 
 class Messaging(pulumi.ComponentResource):
@@ -59,4 +60,18 @@ class Messaging(pulumi.ComponentResource):
                 self.topics[topic] = upstash.QStashTopic(
                     f"{name}-{topic}", name=scoped(args.topic_prefix, topic), opts=child
                 )
+        self.cdc_drain: pulumi.CustomResource | None = None
+        if args.cdc_enabled:
+            # The function cannot hold a replication connection: QStash calls the drain every
+            # minute (signed like any delivery); a drain that finds more re-publishes itself.
+            self.cdc_drain = upstash.QStashScheduleV2(
+                f"{name}-cdc-drain",
+                cron=CDC_DRAIN_CRON,
+                destination=base.apply(lambda url: url + CDC_DRAIN_PATH),
+                body="{}",
+                content_type="application/json",
+                method="POST",
+                retries=0,  # the next minute's drain is the retry
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.register_outputs({"topics": list(self.topics)})

@@ -21,6 +21,7 @@ from shared.topics import EMBED_PATH, SYNC_STEP_PATH
 if TYPE_CHECKING:
     from qstash import Receiver
 
+    from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.embedder import Embedder
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
@@ -74,6 +75,7 @@ class Container(IntakeContainer):
     sync: SyncOrchestrator
     feed: EmbedFeed
     rag: Rag | None = None  # None when RAG is off
+    cdc: CdcSink | None = None  # applies captured PostgreSQL changes (a ClickHouse warehouse)
 
     async def aclose(self) -> None:
         await self.loader.drain()
@@ -175,6 +177,7 @@ def bootstrap(
 ) -> Container:
     from qstash import Receiver
 
+    from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
@@ -230,4 +233,7 @@ def bootstrap(
         ),
         feed=feed,
         rag=build_rag(settings, warehouse, state),
+        cdc=CdcSink(warehouse, settings.cdc_clickhouse_database)
+        if isinstance(warehouse, ClickHouseWarehouse)
+        else None,
     )

@@ -6,7 +6,14 @@ import pytest
 
 from infra import bundle
 from shared.contract import env_var_names, secret_env_var_names
-from shared.topics import ALL_FLOWS, ALL_TOPICS, PROCESS_EVENT_PATH, WEBHOOK_PATH
+from shared.topics import (
+    ALL_FLOWS,
+    ALL_TOPICS,
+    CDC_DRAIN_PATH,
+    CDC_EVENT_PATH,
+    PROCESS_EVENT_PATH,
+    WEBHOOK_PATH,
+)
 from tests.infra.stack_harness import SECRETS, is_secret, resolve, run_stack
 
 
@@ -344,9 +351,13 @@ def test_lambda_runs_python312_on_arm64_with_least_privilege(prod):
 
 
 def test_qstash_topics_are_the_stacks_own_and_deliver_to_the_deployed_url(prod):
-    raw = prod.one("upstash:index/qStashTopicV2:QStashTopicV2")
-    assert raw.inputs["name"] == "salla-pipeline-prod-raw-events"
-    assert raw.inputs["endpoints"] == [prod.exports["pipeline_endpoint"] + PROCESS_EVENT_PATH]
+    delivering = {
+        r.inputs["name"]: r.inputs["endpoints"]
+        for r in prod.of_type("upstash:index/qStashTopicV2:QStashTopicV2")
+    }
+    base = prod.exports["pipeline_endpoint"]
+    assert delivering["salla-pipeline-prod-raw-events"] == [base + PROCESS_EVENT_PATH]
+    assert delivering["salla-pipeline-prod-cdc-events"] == [base + CDC_EVENT_PATH]
     names = {
         r.inputs["name"] for r in prod.resources if r.typ.startswith("upstash:index/qStashTopic")
     }
@@ -489,3 +500,28 @@ def test_the_salla_client_id_is_required_and_named():
 
     with pytest.raises(RunError, match="sallaClientId"):
         run_stack("prod", {"pipeline:sallaClientId": None})
+
+
+def test_cdc_declares_its_drain_schedule_and_a_secret_database_url():
+    from tests.infra import stack_harness
+
+    stack_harness.SECRETS["pipeline:cdcDatabaseUrl"] = "postgresql://replicator:pw@db:5432/app"
+    try:
+        run = run_stack("prod", {"pipeline:cdc": {"tables": ["public.merchants", "app.goals"]}})
+    finally:
+        stack_harness.SECRETS.pop("pipeline:cdcDatabaseUrl")
+    [schedule] = run.of_type("upstash:index/qStashScheduleV2:QStashScheduleV2")
+    assert schedule.inputs["cron"] == "* * * * *"
+    assert schedule.inputs["destination"] == run.exports["pipeline_endpoint"] + CDC_DRAIN_PATH
+    variables = run.named(FUNCTION, "-worker").props["environment"].variables
+    assert resolve(variables["CDC_TABLES"]) == "public.merchants,app.goals"
+    assert resolve(variables["CDC_DATABASE_URL"]) == "postgresql://replicator:pw@db:5432/app"
+    assert is_secret(variables["CDC_DATABASE_URL"])
+
+
+def test_cdc_is_off_without_tables_and_needs_its_secret_with_them(prod):
+    from pulumi import RunError
+
+    assert prod.of_type("upstash:index/qStashScheduleV2:QStashScheduleV2") == []
+    with pytest.raises(RunError, match="pipeline:cdcDatabaseUrl"):
+        run_stack("prod", {"pipeline:cdc": {"tables": ["public.merchants"]}})

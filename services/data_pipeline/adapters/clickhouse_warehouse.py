@@ -337,6 +337,28 @@ class ClickHouseWarehouse(Warehouse):
             ),
         )
 
+    def insert_into(
+        self, database: str, table: str, columns: Sequence[str], rows: list[Any]
+    ) -> None:
+        """Insert plain rows into a table of another of our databases (change data capture)."""
+        client = self._client_for(f"{database}.{table}")
+        self._guard(
+            f"insert into {database}.{table}",
+            lambda: client.insert(
+                table,
+                rows,
+                column_names=list(columns),
+                database=database,
+                settings=self._insert_settings,
+            ),
+        )
+
+    def execute(self, statement: str) -> None:
+        """DDL and INSERT ... SELECT of our own (change data capture keeps its tables' shapes
+        in step with the source)."""
+        client = self._connect()
+        self._guard("statement", lambda: client.command(statement))
+
     # -- reading -------------------------------------------------------------------------------
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         client = self._connect()

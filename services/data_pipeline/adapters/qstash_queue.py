@@ -32,7 +32,7 @@ from qstash.errors import QStashError
 
 from data_pipeline.adapters.queue import EventQueue, Published
 from data_pipeline.errors import TransientError
-from shared.topics import EVENTS_FLOW, RAW_EVENTS_TOPIC, scoped
+from shared.topics import CDC_EVENTS_TOPIC, EVENTS_FLOW, RAW_EVENTS_TOPIC, scoped
 
 ACCEPTED_AT_HEADER = "X-Pipeline-Accepted-At"
 MAX_BATCH_ENTRIES = 100
@@ -77,6 +77,7 @@ class QStashQueue(EventQueue):
         self._retry_delay = retry_delay
         self._prefix = topic_prefix
         self.raw_events_topic = scoped(topic_prefix, RAW_EVENTS_TOPIC)
+        self.cdc_events_topic = scoped(topic_prefix, CDC_EVENTS_TOPIC)
         self._flows = {
             flow: {"key": scoped(topic_prefix, flow), "parallelism": parallelism}
             for flow, parallelism in (flow_parallelism or {}).items()
@@ -100,6 +101,18 @@ class QStashQueue(EventQueue):
         self._options(entry, EVENTS_FLOW)
         if sensitive:  # bodies carrying OAuth tokens are hidden from QStash logs and the DLQ API
             entry["redact"] = {"body": True}
+        return await self._enqueue(entry, len(body))
+
+    async def publish_cdc_batch(self, body: bytes, *, dedup_id: str) -> Published:
+        """A batch of captured PostgreSQL changes, to the `cdc-events` topic."""
+        entry: dict[str, Any] = {
+            "url_group": self.cdc_events_topic,
+            "body": body.decode("utf-8"),
+            "content_type": "application/json",
+            "deduplication_id": dedup_id,
+            "retries": self._retries,
+        }
+        self._options(entry, EVENTS_FLOW)
         return await self._enqueue(entry, len(body))
 
     async def publish_message(

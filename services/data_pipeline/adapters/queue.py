@@ -35,4 +35,9 @@ class EventQueue(abc.ABC):
         per `dedup_id`, within the parallelism of worker flow `flow`. Raises TransientError."""
 
     @abc.abstractmethod
+    async def publish_cdc_batch(self, body: bytes, *, dedup_id: str) -> Published:
+        """Enqueue a batch of captured PostgreSQL changes (the cdc-events topic), at most once
+        per `dedup_id`. Raises TransientError."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

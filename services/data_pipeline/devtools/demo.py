@@ -30,6 +30,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from data_pipeline.devtools.local_postgres import postgres_server
 from data_pipeline.devtools.local_stack import local_secrets
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.devtools.salla_samples import (
@@ -70,11 +71,14 @@ class DemoStack:
         return self.process.returncode
 
 
-def start_stack(data_dir: Path, console: Console) -> DemoStack:
+def start_stack(
+    data_dir: Path, console: Console, extra_env: dict[str, str] | None = None
+) -> DemoStack:
     """A local stack on free ports, isolated from any cloud settings in the caller's env."""
     port, qstash_port, salla_port = free_port(), free_port(), free_port()
     embeddings_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in env_var_names()}
+    env.update(extra_env or {})
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "demo-stack.log"
     command = [
@@ -457,7 +461,20 @@ async def run_demo(data_dir: Path, console: Console) -> bool:
     deliveries = delivery_schedule(store.events, duplicate_share=0.3)
     # The emulated store is generated relative to today: start from a clean data dir.
     await asyncio.to_thread(shutil.rmtree, data_dir, ignore_errors=True)
-    stack = start_stack(data_dir, console)
+    with postgres_server(data_dir / "postgres") as postgres:
+        await asyncio.to_thread(create_app_tables, postgres)
+        return await _run_scenes(data_dir, console, store, deliveries, postgres)
+
+
+async def _run_scenes(
+    data_dir: Path,
+    console: Console,
+    store: StoreSimulation,
+    deliveries: list[bytes],
+    postgres: str,
+) -> bool:
+    cdc_env = {"CDC_DATABASE_URL": postgres, "CDC_TABLES": ",".join(CDC_DEMO_TABLES)}
+    stack = start_stack(data_dir, console, cdc_env)
     client = DemoClient(stack)
     try:
         console.print(
@@ -492,6 +509,7 @@ async def run_demo(data_dir: Path, console: Console) -> bool:
         ok = await check_against_truth(client, store, console)
         ok &= await show_search(client, store, console)
         ok &= await run_historical_sync(client, console)
+        ok &= await run_cdc_scene(client, postgres, console)
     finally:
         await client.aclose()
         code = stack.stop()
@@ -551,6 +569,94 @@ async def show_search(client: DemoClient, store: StoreSimulation, console: Conso
         )
         console.print(rows_table(query, answer["matches"]))
     return ok
+
+
+CDC_DEMO_TABLES = ("public.plans", "public.app_merchants", "app.goals")
+_APP_SCHEMA = """
+CREATE TABLE plans (id int PRIMARY KEY, name text NOT NULL, price numeric(10, 2));
+CREATE TABLE app_merchants (id bigint PRIMARY KEY, store_name text, plan_id int,
+    active boolean NOT NULL DEFAULT true, settings jsonb, created_at timestamptz DEFAULT now());
+CREATE SCHEMA app;
+CREATE TABLE app.goals (id serial PRIMARY KEY, merchant_id bigint, metric text,
+    target numeric(14, 2), due date);
+INSERT INTO plans VALUES (1, 'Plus', 99), (2, 'Pro', 299), (3, 'Special', 799);
+INSERT INTO app_merchants (id, store_name, plan_id, settings)
+    SELECT 1305146700 + g, 'متجر ' || g, 1 + g % 3, jsonb_build_object('lang', 'ar', 'n', g)
+    FROM generate_series(1, 200) g;
+INSERT INTO app.goals (merchant_id, metric, target, due)
+    SELECT 1305146700 + g, 'revenue', g * 1000, DATE '2026-12-31' FROM generate_series(1, 200) g;
+"""
+_APP_CHANGES = """
+UPDATE plans SET price = 349 WHERE id = 2;
+INSERT INTO app_merchants (id, store_name, plan_id) VALUES (1305147000, 'متجر جديد', 2);
+UPDATE app_merchants SET active = false, settings = NULL WHERE id % 10 = 0;
+DELETE FROM app.goals WHERE merchant_id % 7 = 0;
+UPDATE app.goals SET target = target * 1.1 WHERE merchant_id % 5 = 0;
+"""
+
+
+def create_app_tables(postgres: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute(_APP_SCHEMA)
+
+
+async def run_cdc_scene(client: DemoClient, postgres: str, console: Console) -> bool:
+    """The app's own PostgreSQL tables, replicated: rows that existed when the stack started
+    (the snapshot) and the writes made now (the stream) must match in ClickHouse."""
+    import psycopg
+
+    def apply_changes() -> dict[str, list[Any]]:
+        with psycopg.connect(postgres, autocommit=True) as db:
+            db.execute(_APP_CHANGES)
+            return {
+                name: list(db.execute(pg).fetchone() or []) for name, (pg, _) in _CDC_CHECKS.items()
+            }
+
+    started = time.perf_counter()
+    expected = await asyncio.to_thread(apply_changes)
+    found: dict[str, list[Any]] = {}
+    deadline = time.monotonic() + 60
+    with console.status("change data capture: waiting for the app's writes in ClickHouse…"):
+        while time.monotonic() < deadline:
+            found = {}
+            for name, (_, clickhouse) in _CDC_CHECKS.items():
+                try:
+                    [row] = await client.sql(clickhouse)
+                except (httpx.HTTPError, ValueError):
+                    row = []
+                found[name] = [_plain(v) for v in row]
+            if found == {k: [_plain(v) for v in row] for k, row in expected.items()}:
+                break
+            await asyncio.sleep(0.25)
+    lag = time.perf_counter() - started
+    checks = [(name, [_plain(v) for v in expected[name]], found.get(name)) for name in _CDC_CHECKS]
+    ok = compare("PostgreSQL (the app's tables) vs. ClickHouse (oltp.*)", checks, console)
+    console.print(f"change data capture: the writes were queryable after {lag:.2f} s")
+    return ok
+
+
+_CDC_CHECKS = {  # name: (PostgreSQL, ClickHouse)
+    "plans: rows, sum(price)": (
+        "SELECT count(*), sum(price) FROM plans",
+        "SELECT count(), sum(price) FROM oltp.plans",
+    ),
+    "merchants: rows, active, with settings": (
+        "SELECT count(*), sum(CASE WHEN active THEN 1 ELSE 0 END), count(settings) "
+        "FROM app_merchants",
+        "SELECT count(), sum(CASE WHEN active THEN 1 ELSE 0 END), count(settings) "
+        "FROM oltp.app_merchants",
+    ),
+    "app.goals: rows, sum(target)": (
+        "SELECT count(*), sum(target) FROM app.goals",
+        "SELECT count(), sum(target) FROM oltp.app__goals",
+    ),
+}
+
+
+def _plain(value: Any) -> str:
+    return f"{Decimal(str(value)).normalize():f}" if value is not None else "NULL"
 
 
 def demo_main(data_dir: Path) -> int:

@@ -192,6 +192,7 @@ class LocalStack:
     embeddings: ChildServer | None = None
     container: Container | None = None
     _service: RunningServer | None = field(default=None, repr=False)
+    _capture: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, options: LocalStackOptions) -> LocalStack:
@@ -237,9 +238,28 @@ class LocalStack:
         self._service = await start_server(
             create_app(self.container), self.options.host, self.options.port
         )
+        if settings.cdc_database_url is not None:
+            await self._start_capture()
         return self
 
+    async def _start_capture(self) -> None:
+        """CDC_DATABASE_URL set: publication and slot (snapshot on first run), then capture
+        continuously, as `salla-pipeline cdc run` does, in the background (a snapshot or an
+        unreachable PostgreSQL never holds up the stack)."""
+        from data_pipeline.service_layer.cdc import capture_from, run_capture
+
+        assert self.container is not None
+        container = self.container
+        capture = capture_from(
+            self.settings, container.queue, container.state, "dev", container.metrics
+        )
+        self._capture = asyncio.create_task(run_capture(capture))
+
     async def stop(self) -> None:
+        if self._capture is not None:
+            self._capture.cancel()
+            await asyncio.gather(self._capture, return_exceptions=True)
+            self._capture = None
         if self.qstash is not None:
             await self.qstash.stop()
         if self.salla is not None:
@@ -287,6 +307,11 @@ class LocalStack:
             "state": "embedded SQLite" if settings.redis_url is None else "Redis",
             "embeddings": _embeddings_label(settings, local=self.embeddings is not None),
             "topic": self.settings.topic(RAW_EVENTS_TOPIC),
+            "cdc": (
+                f"{', '.join(settings.cdc_table_list)} → {settings.cdc_clickhouse_database}"
+                if settings.cdc_database_url is not None
+                else "off (CDC_DATABASE_URL unset)"
+            ),
         }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SETTLED_OUTCOMES = ("loaded", "duplicate", "ignored", "dead_lettered")
 
@@ -74,6 +74,24 @@ class PipelineMetrics:
             "Retrieval documents handled by the embed step, by outcome (unchanged = an "
             "embedding call saved by the content hash).",
             ["outcome"],
+            registry=r,
+        )
+        self.cdc_changes = Counter(
+            "pipeline_cdc_changes",
+            "Captured PostgreSQL changes applied to ClickHouse, by table and operation "
+            "(u upsert, d delete, t truncate; snapshot rows count as u).",
+            ["table", "op"],
+            registry=r,
+        )
+        self.cdc_lag_seconds = Gauge(
+            "pipeline_cdc_lag_seconds",
+            "Source commit to applied in ClickHouse, for the newest change applied.",
+            registry=r,
+        )
+        self.cdc_slot_retained_bytes = Gauge(
+            "pipeline_cdc_slot_retained_bytes",
+            "WAL the replication slot keeps on the PostgreSQL primary (alarm: a stalled slot "
+            "fills its disk).",
             registry=r,
         )
         for outcome in SETTLED_OUTCOMES:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from data_pipeline.entrypoints.cli import dlq, importer, rag, stack, sync, warehouse, webhook
+from data_pipeline.entrypoints.cli import (
+    cdc,
+    dlq,
+    importer,
+    rag,
+    stack,
+    sync,
+    warehouse,
+    webhook,
+)
 
 app = typer.Typer(
     name="salla-pipeline",
@@ -25,6 +34,7 @@ app.add_typer(webhook.app, name="webhook")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(sync.app, name="sync")
 app.add_typer(rag.app, name="rag")
+app.add_typer(cdc.app, name="cdc")
 
 if __name__ == "__main__":
     app()

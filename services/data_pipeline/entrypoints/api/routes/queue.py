@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,13 +21,21 @@ from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import delivery_answer
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 from data_pipeline.service_layer.rag import EmbedRequest
-from shared.topics import EMBED_FLOW, EMBED_PATH, PROCESS_EVENT_PATH, SYNC_STEP_PATH
+from shared.topics import (
+    CDC_DRAIN_PATH,
+    CDC_EVENT_PATH,
+    EMBED_FLOW,
+    EMBED_PATH,
+    PROCESS_EVENT_PATH,
+    SYNC_STEP_PATH,
+)
 
 router = APIRouter(tags=["queue"])
 MAX_DELIVERY_BYTES = 2 * 1024 * 1024
 MAX_STEP_BYTES = 4096  # a step is {"jobId", "seq"}
 MAX_EMBED_BYTES = 64 * 1024  # up to 500 product and 500 order ids
 MIN_REQUEUE_SECONDS = 30
+MAX_CDC_BYTES = 1024 * 1024  # a batch is cut at 600 kB by the capture
 
 
 class DeliveryResult(BaseModel):
@@ -218,3 +230,93 @@ def _is_final_attempt(request: Request, container: Container) -> bool:
 def fast_routes() -> list[Route]:
     """Serving routes for the delivery endpoints, registered ahead of the documented ones."""
     return [Route(PROCESS_EVENT_PATH, process_event, methods=["POST"])]
+
+
+@router.post(
+    CDC_EVENT_PATH,
+    response_model=DeliveryResult,
+    summary="Apply a batch of captured PostgreSQL changes (QStash delivery)",
+    responses={
+        401: {"model": DeliveryError, "description": "Missing or invalid Upstash-Signature"},
+        489: {"model": DeliveryError, "description": "Batch can never load; QStash dead-letters"},
+        503: {"model": DeliveryError, "description": "Warehouse unavailable; QStash retries"},
+    },
+)
+async def cdc_event(request: Request) -> Response:
+    """Verify QStash's signature, then load the batch into the captured tables' versioned
+    storage (idempotent: a redelivered batch stores nothing new)."""
+    container: Container = request.app.state.container
+    raw = await verified_delivery(request, container, CDC_EVENT_PATH, MAX_CDC_BYTES)
+    if isinstance(raw, Response):
+        return raw
+    sink = container.cdc
+    try:
+        if sink is None:
+            raise PermanentError("change data capture needs the ClickHouse warehouse")
+        message = decode_json_object(raw)
+        counts = await asyncio.to_thread(sink.apply, message)
+    except PermanentError as error:
+        container.metrics.delivery_failures.labels("permanent").inc()
+        return delivery_answer(error)
+    except TransientError as error:
+        container.metrics.delivery_failures.labels("transient").inc()
+        return delivery_answer(error)
+    for key, count in counts.items():
+        table, op = key.rsplit(":", 1)
+        container.metrics.cdc_changes.labels(table, op).inc(count)
+    newest = _newest_commit(message)
+    if newest is not None:
+        container.metrics.cdc_lag_seconds.set(max(0.0, time.time() - newest))
+    return JSONResponse({"outcome": "loaded", "changes": sum(counts.values())})
+
+
+def _newest_commit(message: dict[str, Any]) -> float | None:
+    times = [
+        datetime.fromisoformat(row[3]).timestamp()
+        for group in message.get("tables", [])
+        for row in group.get("rows", [])
+        if isinstance(row, list) and len(row) == 6 and isinstance(row[3], str)
+    ]
+    return max(times) if times else None
+
+
+@router.post(
+    CDC_DRAIN_PATH,
+    response_model=DeliveryResult,
+    summary="Drain the PostgreSQL replication slot once (QStash schedule)",
+    responses={
+        401: {"model": DeliveryError, "description": "Missing or invalid Upstash-Signature"},
+        489: {"model": DeliveryError, "description": "CDC is off or misconfigured"},
+        503: {"model": DeliveryError, "description": "PostgreSQL or QStash unavailable"},
+    },
+)
+async def cdc_drain(request: Request) -> Response:
+    """Read up to a bound of the slot's changes, publish them to `cdc-events`, advance the slot;
+    while more is pending, publish the next drain at once (serverless functions cannot hold a
+    replication connection, so a schedule starts the chain)."""
+    from data_pipeline.service_layer.cdc import DRAIN_CHANGES, capture_from
+
+    container: Container = request.app.state.container
+    raw = await verified_delivery(request, container, CDC_DRAIN_PATH, MAX_STEP_BYTES)
+    if isinstance(raw, Response):
+        return raw
+    owner = request.headers.get("upstash-message-id", "") or "drain"
+    try:
+        capture = capture_from(
+            container.settings, container.queue, container.state, owner, container.metrics
+        )
+        report = await capture.drain(DRAIN_CHANGES)
+        if report.changes >= DRAIN_CHANGES and report.advanced_to is not None:
+            await container.queue.publish_step(
+                container.settings.delivery_url(CDC_DRAIN_PATH),
+                b"{}",
+                dedup_id=f"cdc-drain-{report.advanced_to}",
+                flow=EMBED_FLOW,
+            )
+    except PermanentError as error:
+        return delivery_answer(error)
+    except TransientError as error:
+        return delivery_answer(error)
+    return JSONResponse(
+        {"outcome": "drained", "changes": report.changes, "batches": report.batches}
+    )

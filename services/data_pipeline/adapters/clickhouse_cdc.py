@@ -1,0 +1,232 @@
+"""The ClickHouse side of change data capture: one versioned table per captured table and a
+view with the source's name that returns exactly the current rows.
+
+`<db>.<table>__versions`: every change, keyed (source key, commit LSN, position), so a batch
+loaded twice stores nothing new. The view takes, per column, the value of the newest version
+that carried it (a TOASTed value an update left unchanged is not carried, and keeps the stored
+one), and hides keys whose newest version is a delete. NULLs are values here: a column set to
+NULL shows NULL (values are wrapped in a tuple so that the aggregate does not skip them).
+
+Shapes follow the source: a column added in PostgreSQL is added here when its first change
+arrives (older versions read NULL); a column whose type changed is refused with the table and
+column named.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+from data_pipeline.domain.cdc import Unsupported, convert
+from data_pipeline.errors import InvalidPayload
+
+_META = (
+    "_lsn UInt64, _seq UInt32, _is_deleted UInt8, _unchanged Array(String), "
+    "_commit_time Nullable(DateTime64(6, 'UTC')), _loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)"
+)
+_META_COLUMNS = ("_lsn", "_seq", "_is_deleted", "_unchanged", "_commit_time")
+
+
+def _quote(name: str) -> str:
+    """An identifier from the source, quoted for ClickHouse (names are data here)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _stored_type(clickhouse: str, is_key: bool) -> str:
+    if is_key or clickhouse.startswith(("Array(", "LowCardinality(")):
+        if clickhouse == "LowCardinality(String)" and not is_key:
+            return "LowCardinality(Nullable(String))"
+        return clickhouse
+    return f"Nullable({clickhouse})"
+
+
+class CdcSink:
+    def __init__(self, warehouse: ClickHouseWarehouse, database: str) -> None:
+        self._warehouse = warehouse
+        self.database = database
+        self._shapes: dict[str, dict[str, str]] = {}  # table -> column -> stored type
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def apply(self, message: dict[str, Any]) -> dict[str, int]:
+        """Load one batch. Returns changes applied per `table:op`."""
+        counts: dict[str, int] = {}
+        tables = message.get("tables")
+        if not isinstance(tables, list):
+            raise InvalidPayload("cdc batch without tables")
+        for group in tables:
+            table, columns, rows = _group(group)
+            with self._lock:
+                self._ensure(table, columns)
+            self._load(table, columns, rows, counts)
+        return counts
+
+    def _ensure(self, table: str, columns: list[tuple[str, str, bool]]) -> None:
+        db = self.database
+        if not self._ready:
+            self._warehouse.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(db)}")
+            self._ready = True
+        wanted = {name: _stored_type(kind, key) for name, kind, key in columns}
+        known = self._shapes.get(table)
+        if known is None:
+            known = self._existing(table)
+        if known is None:
+            keys = [name for name, _, key in columns if key]
+            body = ", ".join(f"{_quote(n)} {t}" for n, t in wanted.items())
+            self._warehouse.execute(
+                f"CREATE TABLE IF NOT EXISTS {_quote(db)}.{_quote(table + '__versions')} "
+                f"({body}, {_META}) ENGINE = ReplacingMergeTree "
+                f"ORDER BY ({', '.join(map(_quote, keys))}, _lsn, _seq) "
+                "SETTINGS allow_nullable_key = 1"
+            )
+            known = self._existing(table) or {}
+            self._view(table, [name for name, _, _ in columns], [n for n, _, k in columns if k])
+        changed = False
+        for name, stored in wanted.items():
+            if name not in known:
+                self._warehouse.execute(
+                    f"ALTER TABLE {_quote(db)}.{_quote(table + '__versions')} "
+                    f"ADD COLUMN IF NOT EXISTS {_quote(name)} {_nullable_for_new(stored)}"
+                )
+                changed = True
+            elif _base(known[name]) != _base(stored):
+                raise Unsupported(
+                    f"{table}.{name}: type changed from {known[name]} to {stored}; "
+                    "ClickHouse cannot follow (re-create the table's capture)"
+                )
+        if changed:
+            known = self._existing(table) or {}
+            view_columns = [n for n in known if not n.startswith("_")]
+            self._view(table, view_columns, [n for n, _, k in columns if k])
+        self._shapes[table] = known
+
+    def _existing(self, table: str) -> dict[str, str] | None:
+        rows = self._warehouse.query(
+            "SELECT name, type FROM system.columns WHERE database = {db:String} "
+            "AND table = {t:String} ORDER BY position",
+            {"db": self.database, "t": table + "__versions"},
+        ).rows
+        return {name: kind for name, kind in rows} or None
+
+    def _view(self, table: str, columns: list[str], keys: list[str]) -> None:
+        version = "(v._lsn, v._seq)"
+        select = []
+        for name in columns:
+            quoted = _quote(name)
+            if name in keys:
+                select.append(f"v.{quoted} AS {quoted}")
+            else:
+                select.append(
+                    f"tupleElement(argMaxIf(tuple(v.{quoted}), {version}, "
+                    f"NOT has(v._unchanged, {_literal(name)})), 1) AS {quoted}"
+                )
+        db = _quote(self.database)
+        self._warehouse.execute(  # every name is quoted above
+            f"CREATE OR REPLACE VIEW {db}.{_quote(table)} AS SELECT {', '.join(select)} "  # noqa: S608
+            f"FROM {db}.{_quote(table + '__versions')} AS v "
+            f"GROUP BY {', '.join(f'v.{_quote(k)}' for k in keys)} "
+            f"HAVING argMax(v._is_deleted, {version}) = 0"
+        )
+
+    def _load(
+        self,
+        table: str,
+        columns: list[tuple[str, str, bool]],
+        rows: list[list[Any]],
+        counts: dict[str, int],
+    ) -> None:
+        names = [name for name, _, _ in columns]
+        keys = [name for name, _, key in columns if key]
+        out = []
+        for row in rows:
+            lsn, seq, op, commit_time, values, unchanged = _row(row, len(names))
+            counts[f"{table}:{op}"] = counts.get(f"{table}:{op}", 0) + 1
+            if op == "t":
+                self._truncate(table, keys, names, lsn, seq, commit_time)
+                continue
+            converted = [
+                convert(value, kind, where=f"{table}.{name}")
+                for value, (name, kind, _) in zip(values, columns, strict=True)
+            ]
+            out.append([*converted, lsn, seq, int(op == "d"), unchanged, commit_time])
+        if out:
+            self._warehouse.insert_into(
+                self.database, table + "__versions", [*names, *_META_COLUMNS], out
+            )
+
+    def _truncate(
+        self,
+        table: str,
+        keys: list[str],
+        names: list[str],
+        lsn: int,
+        seq: int,
+        commit_time: datetime | None,
+    ) -> None:
+        """A tombstone for every key the table shows: TRUNCATE removes them all."""
+        db = _quote(self.database)
+        others = [n for n in names if n not in keys]
+        unchanged = "[" + ", ".join(map(_literal, others)) + "]"
+        at = "NULL"
+        if commit_time is not None:
+            moment = _literal(commit_time.strftime("%Y-%m-%d %H:%M:%S.%f"))
+            at = f"toDateTime64({moment}, 6, 'UTC')"
+        self._warehouse.execute(  # every name is quoted, every value a literal
+            f"INSERT INTO {db}.{_quote(table + '__versions')} "  # noqa: S608
+            f"({', '.join(map(_quote, keys))}, _lsn, _seq, _is_deleted, _unchanged, _commit_time) "
+            f"SELECT {', '.join(map(_quote, keys))}, {int(lsn)}, {int(seq)}, 1, {unchanged}, {at} "
+            f"FROM {db}.{_quote(table)}"
+        )
+
+
+def _base(kind: str) -> str:
+    return (
+        kind.removeprefix("Nullable(").removesuffix(")") if kind.startswith("Nullable(") else kind
+    )
+
+
+def _nullable_for_new(stored: str) -> str:
+    return stored  # non-key columns are already Nullable (arrays read as empty)
+
+
+def _group(group: Any) -> tuple[str, list[tuple[str, str, bool]], list[list[Any]]]:
+    if not isinstance(group, dict):
+        raise InvalidPayload("cdc batch table entry must be an object")
+    table, columns, rows = group.get("table"), group.get("columns"), group.get("rows")
+    if not isinstance(table, str) or not table or "`" in table or not isinstance(rows, list):
+        raise InvalidPayload("cdc batch table entry needs a table name and rows")
+    if not isinstance(columns, list) or not columns:
+        raise InvalidPayload(f"cdc batch for {table} has no columns")
+    parsed = []
+    for column in columns:
+        if (
+            not isinstance(column, list)
+            or len(column) != 3
+            or not isinstance(column[0], str)
+            or not isinstance(column[1], str)
+        ):
+            raise InvalidPayload(f"cdc batch for {table}: malformed column {str(column)[:60]}")
+        parsed.append((column[0], column[1], bool(column[2])))
+    if not any(key for _, _, key in parsed):
+        raise InvalidPayload(f"cdc batch for {table} names no key column")
+    return table, parsed, rows
+
+
+def _row(row: Any, width: int) -> tuple[int, int, str, datetime | None, list[Any], list[str]]:
+    if not isinstance(row, list) or len(row) != 6:
+        raise InvalidPayload("cdc change must be [lsn, seq, op, commit_time, values, unchanged]")
+    lsn, seq, op, commit_time, values, unchanged = row
+    if not isinstance(lsn, int) or not isinstance(seq, int) or op not in ("u", "d", "t"):
+        raise InvalidPayload("cdc change has a malformed version or operation")
+    if op != "t" and (not isinstance(values, list) or len(values) != width):
+        raise InvalidPayload("cdc change values do not match the table's columns")
+    if not isinstance(unchanged, list) or not all(isinstance(n, str) for n in unchanged):
+        raise InvalidPayload("cdc change has a malformed unchanged list")
+    when = datetime.fromisoformat(commit_time) if isinstance(commit_time, str) else None
+    return lsn, seq, op, when, values, unchanged
