@@ -15,6 +15,7 @@ column named.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,11 +40,18 @@ def _literal(text: str) -> str:
 
 
 def _stored_type(clickhouse: str, is_key: bool) -> str:
-    if is_key or clickhouse.startswith(("Array(", "LowCardinality(")):
-        if clickhouse == "LowCardinality(String)" and not is_key:
-            return "LowCardinality(Nullable(String))"
+    """Non-key columns keep NULLs; arrays cannot be Nullable in ClickHouse (NULL reads [])."""
+    if is_key or clickhouse.startswith("Array("):
         return clickhouse
+    if clickhouse.startswith("LowCardinality("):
+        return f"LowCardinality(Nullable({clickhouse[len('LowCardinality(') : -1]}))"
     return f"Nullable({clickhouse})"
+
+
+@dataclass
+class CdcApplied:
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, op) -> changes
+    newest_commit: datetime | None = None  # of the changes applied: the lag is measured to it
 
 
 class CdcSink:
@@ -54,9 +62,9 @@ class CdcSink:
         self._lock = threading.Lock()
         self._ready = False
 
-    def apply(self, message: dict[str, Any]) -> dict[str, int]:
-        """Load one batch. Returns changes applied per `table:op`."""
-        counts: dict[str, int] = {}
+    def apply(self, message: dict[str, Any]) -> CdcApplied:
+        """Load one batch: changes applied per table and operation, and the newest commit."""
+        applied = CdcApplied()
         tables = message.get("tables")
         if not isinstance(tables, list):
             raise InvalidPayload("cdc batch without tables")
@@ -64,8 +72,8 @@ class CdcSink:
             table, columns, rows = _group(group)
             with self._lock:
                 self._ensure(table, columns)
-            self._load(table, columns, rows, counts)
-        return counts
+            self._load(table, columns, rows, applied)
+        return applied
 
     def _ensure(self, table: str, columns: list[tuple[str, str, bool]]) -> None:
         db = self.database
@@ -92,7 +100,7 @@ class CdcSink:
             if name not in known:
                 self._warehouse.execute(
                     f"ALTER TABLE {_quote(db)}.{_quote(table + '__versions')} "
-                    f"ADD COLUMN IF NOT EXISTS {_quote(name)} {_nullable_for_new(stored)}"
+                    f"ADD COLUMN IF NOT EXISTS {_quote(name)} {stored}"
                 )
                 changed = True
             elif _base(known[name]) != _base(stored):
@@ -139,14 +147,18 @@ class CdcSink:
         table: str,
         columns: list[tuple[str, str, bool]],
         rows: list[list[Any]],
-        counts: dict[str, int],
+        applied: CdcApplied,
     ) -> None:
         names = [name for name, _, _ in columns]
         keys = [name for name, _, key in columns if key]
         out = []
         for row in rows:
             lsn, seq, op, commit_time, values, unchanged = _row(row, len(names))
-            counts[f"{table}:{op}"] = counts.get(f"{table}:{op}", 0) + 1
+            applied.counts[(table, op)] = applied.counts.get((table, op), 0) + 1
+            if commit_time is not None and (
+                applied.newest_commit is None or commit_time > applied.newest_commit
+            ):
+                applied.newest_commit = commit_time
             if op == "t":
                 self._truncate(table, keys, names, lsn, seq, commit_time)
                 continue
@@ -189,10 +201,6 @@ def _base(kind: str) -> str:
     return (
         kind.removeprefix("Nullable(").removesuffix(")") if kind.startswith("Nullable(") else kind
     )
-
-
-def _nullable_for_new(stored: str) -> str:
-    return stored  # non-key columns are already Nullable (arrays read as empty)
 
 
 def _group(group: Any) -> tuple[str, list[tuple[str, str, bool]], list[list[Any]]]:

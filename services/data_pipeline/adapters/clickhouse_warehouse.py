@@ -326,21 +326,12 @@ class ClickHouseWarehouse(Warehouse):
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:
         """Insert plain rows into one of our own tables (the local vector index)."""
-        client = self._client_for(table)
-        self._guard(
-            f"insert into {table}",
-            lambda: client.insert(
-                f"{self.database}.{table}",
-                rows,
-                column_names=list(columns),
-                settings=self._insert_settings,
-            ),
-        )
+        self.insert_into(self.database, table, columns, rows)
 
     def insert_into(
         self, database: str, table: str, columns: Sequence[str], rows: list[Any]
     ) -> None:
-        """Insert plain rows into a table of another of our databases (change data capture)."""
+        """Insert plain rows into a table of any of our databases (change data capture)."""
         client = self._client_for(f"{database}.{table}")
         self._guard(
             f"insert into {database}.{table}",

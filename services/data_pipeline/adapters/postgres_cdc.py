@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from data_pipeline.domain.cdc import SourceType
-from data_pipeline.domain.pgoutput import parse_lsn
+from data_pipeline.domain.pgoutput import lsn_text, parse_lsn
 from data_pipeline.errors import PermanentError, TransientError
 
 PEEK_FETCH = 2000
@@ -55,7 +55,6 @@ class PostgresSource:
         self.tables = [split_table(t) for t in tables]
         self.publication = publication
         self.slot = slot
-        self._shapes: dict[tuple[str, str], TableShape] = {}
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         try:
@@ -170,26 +169,18 @@ class PostgresSource:
             ),
             key=key,
         )
-        self._shapes[(schema, table)] = shape
         return shape
 
-    def cached_shape(self, db: psycopg.Connection[Any], schema: str, table: str) -> TableShape:
-        return self._shapes.get((schema, table)) or self.shape(db, schema, table)
-
-    def forget_shape(self, schema: str, table: str) -> None:
-        self._shapes.pop((schema, table), None)
-
     # -- reading -------------------------------------------------------------------------------
-    def snapshot(self, schema: str, table: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
+    def snapshot(self, shape: TableShape, batch: int) -> Iterator[list[tuple[Any, ...]]]:
         """Every row's values in PostgreSQL's text output, in batches (a server-side cursor:
         memory does not grow with the table)."""
         with self.connect(autocommit=False) as db:
-            shape = self.shape(db, schema, table)
             query = sql.SQL("SELECT {} FROM {}").format(
                 sql.SQL(", ").join(
                     sql.SQL("{}::text").format(sql.Identifier(c)) for c in shape.columns
                 ),
-                sql.Identifier(schema, table),
+                sql.Identifier(shape.schema, shape.name),
             )
             with db.cursor(name="cdc_snapshot") as cursor:
                 cursor.itersize = batch
@@ -215,8 +206,6 @@ class PostgresSource:
 
     def advance(self, lsn: int) -> None:
         """Confirm everything up to `lsn` (a commit's end): the slot frees that WAL."""
-        from data_pipeline.domain.pgoutput import lsn_text
-
         with self.connect() as db:
             db.execute(
                 "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, lsn_text(lsn))

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -48,7 +46,11 @@ class _TableBatch:
     source: str
     table: str
     columns: list[list[Any]]  # [name, clickhouse type, is key]
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)  # each row's JSON, serialised once
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Batcher:
@@ -70,26 +72,23 @@ class _Batcher:
             batch = self._tables[shape.source] = _TableBatch(
                 shape.source, shape.table, shape.columns
             )
-        batch.rows.append(row)
+        encoded = _json(row)
+        batch.rows.append(encoded)
         self._rows += 1
-        self._bytes += len(json.dumps(row, ensure_ascii=False))
+        self._bytes += len(encoded)
         if self._rows >= BATCH_ROWS or self._bytes >= BATCH_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if not self._tables:
             return
-        body = json.dumps(
-            {
-                "slot": self._slot,
-                "tables": [
-                    {"source": b.source, "table": b.table, "columns": b.columns, "rows": b.rows}
-                    for b in self._tables.values()
-                ],
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        # The rows are JSON already (their size bounds the message): joined, not re-encoded.
+        tables = ",".join(
+            f'{{"source":{_json(b.source)},"table":{_json(b.table)},'
+            f'"columns":{_json(b.columns)},"rows":[{",".join(b.rows)}]}}'
+            for b in self._tables.values()
+        )
+        body = f'{{"slot":{_json(self._slot)},"tables":[{tables}]}}'.encode()
         self._publish(body, "cdc-" + hashlib.sha256(body).hexdigest())
         self.batches += 1
         self._tables, self._rows, self._bytes = {}, 0, 0
@@ -130,7 +129,7 @@ class CdcCapture:
                         for c, t in zip(shape.columns, shape.types, strict=True)
                     ],
                 )
-                for rows in self.source.snapshot(schema, table, batch):
+                for rows in self.source.snapshot(shape, batch):
                     for values in rows:
                         batcher.add(spec, [0, 0, "u", None, list(values), []])
                         count += 1
@@ -264,10 +263,6 @@ def _changes(
         rows.append(tombstone(message.old))  # the key changed: the old row goes
     rows.append(("u", *plain(message.new)))
     return rows
-
-
-def lag_seconds(commit_time: datetime | None) -> float | None:
-    return None if commit_time is None else max(0.0, time.time() - commit_time.timestamp())
 
 
 def capture_from(

@@ -1,10 +1,12 @@
-"""`salla-pipeline cdc setup|run|status`: change data capture from the app's PostgreSQL."""
+"""`salla-pipeline cdc setup|snapshot|run|status`: change data capture from the app's PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,7 +46,12 @@ def _source(url: str, tables: str, publication: str, slot: str) -> Any:
     return PostgresSource(url, listed, publication, slot)
 
 
-def _capture(source: Any, qstash_url: str, token: str, prefix: str, data_dir: Path) -> Any:
+@contextlib.asynccontextmanager
+async def _capturing(
+    source: Any, qstash_url: str, token: str, prefix: str, data_dir: Path
+) -> AsyncIterator[Any]:
+    """A capture publishing to QStash, its lease in Redis (REDIS_URL) or the data dir; closed
+    on the way out."""
     from data_pipeline.adapters.qstash_queue import QStashQueue
     from data_pipeline.adapters.redis_state import RedisStateStore
     from data_pipeline.adapters.sqlite_state import SqliteStateStore
@@ -63,7 +70,11 @@ def _capture(source: Any, qstash_url: str, token: str, prefix: str, data_dir: Pa
 
     # Stable across restarts: a `cdc run` killed mid-drain takes its lease back at once.
     owner = f"cdc-run:{socket.gethostname()}"
-    return CdcCapture(source, publish, state, owner=owner), queue, state
+    try:
+        yield CdcCapture(source, publish, state, owner=owner)
+    finally:
+        await queue.close()
+        await state.close()
 
 
 @app.command()
@@ -85,12 +96,8 @@ def setup(
 
     async def go() -> tuple[list[str], int]:
         done, to_snapshot = await asyncio.to_thread(source.setup)
-        capture, queue, state = _capture(source, qstash_url, token, topic_prefix, data_dir)
-        try:
+        async with _capturing(source, qstash_url, token, topic_prefix, data_dir) as capture:
             rows = await capture.snapshot(to_snapshot) if to_snapshot else 0
-        finally:
-            await queue.close()
-            await state.close()
         return done, rows
 
     try:
@@ -120,12 +127,8 @@ def snapshot(
     source = _source(database_url, tables, publication, slot)
 
     async def go() -> int:
-        capture, queue, state = _capture(source, qstash_url, token, topic_prefix, data_dir)
-        try:
+        async with _capturing(source, qstash_url, token, topic_prefix, data_dir) as capture:
             return int(await capture.snapshot(list(source.tables)))
-        finally:
-            await queue.close()
-            await state.close()
 
     try:
         rows = run(go())
@@ -150,10 +153,10 @@ def run_(
     """Capture continuously (a container, or `salla-pipeline dev`): drain the slot, publish,
     advance; again at once while changes keep coming."""
     source = _source(database_url, tables, publication, slot)
-    run(run_capture(source, qstash_url, token, topic_prefix, data_dir, interval, once))
+    run(_drain_continuously(source, qstash_url, token, topic_prefix, data_dir, interval, once))
 
 
-async def run_capture(
+async def _drain_continuously(
     source: Any,
     qstash_url: str,
     token: str,
@@ -165,22 +168,20 @@ async def run_capture(
     from data_pipeline.errors import PermanentError
     from data_pipeline.service_layer.cdc import keep_draining
 
-    capture, queue, state = _capture(source, qstash_url, token, prefix, data_dir)
     try:
-        await keep_draining(
-            capture,
-            interval=interval,
-            once=once,
-            on_report=lambda r: console.print(
-                f"cdc: {r.changes} changes in {r.transactions} transactions, {r.batches} batches"
-            ),
-            on_error=lambda e: console.print(f"[yellow]cdc: {e}; retrying[/]"),
-        )
+        async with _capturing(source, qstash_url, token, prefix, data_dir) as capture:
+            await keep_draining(
+                capture,
+                interval=interval,
+                once=once,
+                on_report=lambda r: console.print(
+                    f"cdc: {r.changes} changes in {r.transactions} transactions,"
+                    f" {r.batches} batches"
+                ),
+                on_error=lambda e: console.print(f"[yellow]cdc: {e}; retrying[/]"),
+            )
     except PermanentError as error:
         fail(str(error))
-    finally:
-        await queue.close()
-        await state.close()
 
 
 @app.command()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +24,7 @@ from shared.topics import (
     CDC_EVENT_PATH,
     EMBED_FLOW,
     EMBED_PATH,
+    EVENTS_FLOW,
     PROCESS_EVENT_PATH,
     SYNC_STEP_PATH,
 )
@@ -254,30 +253,19 @@ async def cdc_event(request: Request) -> Response:
         if sink is None:
             raise PermanentError("change data capture needs the ClickHouse warehouse")
         message = decode_json_object(raw)
-        counts = await asyncio.to_thread(sink.apply, message)
+        applied = await asyncio.to_thread(sink.apply, message)
     except PermanentError as error:
         container.metrics.delivery_failures.labels("permanent").inc()
         return delivery_answer(error)
     except TransientError as error:
         container.metrics.delivery_failures.labels("transient").inc()
         return delivery_answer(error)
-    for key, count in counts.items():
-        table, op = key.rsplit(":", 1)
+    for (table, op), count in applied.counts.items():
         container.metrics.cdc_changes.labels(table, op).inc(count)
-    newest = _newest_commit(message)
-    if newest is not None:
-        container.metrics.cdc_lag_seconds.set(max(0.0, time.time() - newest))
-    return JSONResponse({"outcome": "loaded", "changes": sum(counts.values())})
-
-
-def _newest_commit(message: dict[str, Any]) -> float | None:
-    times = [
-        datetime.fromisoformat(row[3]).timestamp()
-        for group in message.get("tables", [])
-        for row in group.get("rows", [])
-        if isinstance(row, list) and len(row) == 6 and isinstance(row[3], str)
-    ]
-    return max(times) if times else None
+    if applied.newest_commit is not None:
+        lag = time.time() - applied.newest_commit.timestamp()
+        container.metrics.cdc_lag_seconds.set(max(0.0, lag))
+    return JSONResponse({"outcome": "loaded", "changes": sum(applied.counts.values())})
 
 
 @router.post(
@@ -311,11 +299,9 @@ async def cdc_drain(request: Request) -> Response:
                 container.settings.delivery_url(CDC_DRAIN_PATH),
                 b"{}",
                 dedup_id=f"cdc-drain-{report.advanced_to}",
-                flow=EMBED_FLOW,
+                flow=EVENTS_FLOW,  # the flow its batches take (the embed flow is RAG's share)
             )
-    except PermanentError as error:
-        return delivery_answer(error)
-    except TransientError as error:
+    except (PermanentError, TransientError) as error:
         return delivery_answer(error)
     return JSONResponse(
         {"outcome": "drained", "changes": report.changes, "batches": report.batches}
