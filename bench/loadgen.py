@@ -56,7 +56,13 @@ async def run(
     streams = [
         await asyncio.open_connection(parts.hostname, parts.port) for _ in range(connections)
     ]
-    payloads = itertools.cycle(requests)
+    sent = itertools.count(1)
+    cycle = itertools.cycle(requests)
+
+    def next_payload() -> bytes:
+        next(sent)
+        return next(cycle)
+
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.perf_counter()
@@ -65,7 +71,7 @@ async def run(
     async def closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while time.perf_counter() < deadline:
             sent = time.perf_counter()
-            writer.write(next(payloads))
+            writer.write(next_payload())
             status = await read_response(reader)
             latencies.append(time.perf_counter() - sent)
             statuses[status] = statuses.get(status, 0) + 1
@@ -76,7 +82,7 @@ async def run(
 
     async def scheduled(at: float) -> None:
         reader, writer = await idle.get()
-        writer.write(next(payloads))
+        writer.write(next_payload())
         status = await read_response(reader)
         latencies.append(time.perf_counter() - at)  # from the scheduled start
         statuses[status] = statuses.get(status, 0) + 1
@@ -106,6 +112,8 @@ async def run(
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "max_ms": round(latencies[-1] * 1000, 2) if latencies else float("nan"),
         "non_200": sum(n for s, n in statuses.items() if s != 200),
+        # Requests that re-sent a body already sent in this run (the file ran out).
+        "repeats": max(0, next(sent) - 1 - len(requests)),
     }
 
 

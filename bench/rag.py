@@ -3,7 +3,8 @@
 - Embedding throughput: product documents per second through the real path (the `openai`
   client → the local OpenAI-compatible server → multilingual-e5-small on the CPU), next to the
   bare model in-process, so the HTTP + batching overhead is a ratio, not a guess.
-- Search latency over 100k vectors: 100,000 random unit vectors (384 dims, realistic metadata)
+- Search latency over 100k vectors: 100,000 random unit vectors (384 dims, realistic metadata;
+  random, so this measures time only: retrieval quality is `bench rag_quality`, with the model)
   in one merchant's namespace of the chDB vector table (the worst case: namespaces are the
   table's sort key, so other merchants' vectors are never scanned). p50/p95 of the nearest-
   neighbour query alone and of the full hybrid search (query embedding + vector candidates +
@@ -154,13 +155,11 @@ async def search_latency(work: Path) -> dict[str, Any]:
         embedder = local_embedder(server.url)
         search = RagSearch(embedder=embedder, index=index)
         hybrid_ms = []
-        exact_hits = 0
         for i in range(SEARCHES):
             name, n = names[(i * 1637) % VECTORS]
             t = time.perf_counter()
-            matches = await search.search(1, f"{name} {n}", 5)
+            await search.search(1, f"{name} {n}", 5)
             hybrid_ms.append((time.perf_counter() - t) * 1000)
-            exact_hits += matches[0].doc_id == f"product:{n}"
         await embedder.aclose()
     warehouse.close()
     return {
@@ -168,7 +167,6 @@ async def search_latency(work: Path) -> dict[str, Any]:
         "load_seconds": round(load_seconds, 1),
         "vector_query_ms": _percentiles(vector_ms),
         "hybrid_search_ms": _percentiles(hybrid_ms),
-        "exact_name_first": f"{exact_hits}/{SEARCHES}",
     }
 
 
@@ -294,8 +292,8 @@ def report(result: dict[str, Any]) -> str:
             f"{e['http_path_share_of_bare']:.0%} of the bare model",
             f"  search over {s['vectors']:,} vectors: vector query p50 "
             f"{s['vector_query_ms']['p50']} ms, p95 {s['vector_query_ms']['p95']} ms; hybrid "
-            f"search p50 {s['hybrid_search_ms']['p50']} ms, p95 {s['hybrid_search_ms']['p95']} ms;"
-            f" exact name ranked first {s['exact_name_first']}",
+            f"search p50 {s['hybrid_search_ms']['p50']} ms, p95 {s['hybrid_search_ms']['p95']} ms"
+            " (random vectors: time only)",
             f"  replay of {r['deliveries']} deliveries (duplicates + unchanged re-sends): "
             f"{r['texts_embedded']} texts embedded for {r['distinct_texts']} distinct = "
             f"{r['calls_per_distinct_text']} calls per distinct text; "

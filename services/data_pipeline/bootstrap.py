@@ -19,10 +19,9 @@ from shared.contract import PipelineSettings
 from shared.topics import EMBED_PATH, SYNC_STEP_PATH
 
 if TYPE_CHECKING:
-    from qstash import Receiver
-
     from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.embedder import Embedder
+    from data_pipeline.adapters.qstash_signature import DeliveryVerifier
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
     from data_pipeline.adapters.state import StateStore
@@ -68,7 +67,7 @@ class Container(IntakeContainer):
     cipher: TokenCipher
     loader: GroupCommitLoader
     processor: EventProcessor
-    receiver: Receiver
+    receiver: DeliveryVerifier
     salla: SallaGateway
     oauth: SallaOAuth
     tokens: TokenProvider
@@ -175,10 +174,9 @@ def bootstrap(
     state: StateStore | None = None,
     metrics: PipelineMetrics | None = None,
 ) -> Container:
-    from qstash import Receiver
-
     from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.qstash_signature import DeliveryVerifier
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
     from data_pipeline.adapters.token_cipher import TokenCipher
@@ -215,7 +213,7 @@ def bootstrap(
         cipher=cipher,
         loader=loader,
         processor=EventProcessor(loader, state, cipher, metrics, feed),
-        receiver=Receiver(
+        receiver=DeliveryVerifier(
             current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
             next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
         ),

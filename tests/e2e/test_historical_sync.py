@@ -125,6 +125,60 @@ async def test_a_step_delivered_twice_at_once_and_again_later_runs_once(
     assert stats["requests:orders.detail"] == truth["orders"]  # no copy fetched anything twice
 
 
+async def test_a_busy_copy_on_its_last_retry_never_fails_the_running_job(
+    sync_stack: SyncStack,
+) -> None:
+    """QStash's final retry of a step can find another copy still running it (the lease is
+    held). That copy carries the job on; the duplicate must neither fail the job nor
+    dead-letter."""
+    await sync_stack.authorize(MERCHANT, orders=200, seed=8)
+    harness = sync_stack.harness
+    final = harness.settings.qstash_retries
+    harness.dispatcher.pause()
+    job_id = await sync_stack.start(MERCHANT, "12m")
+    busy = 0
+    while True:
+        step = await _next_step(sync_stack)
+        running, last_retry = await asyncio.gather(
+            sync_stack.deliver_step(step.body, message_id=step.message_id),
+            sync_stack.deliver_step(step.body, message_id=step.message_id + "-b", retried=final),
+        )
+        assert running.status_code == last_retry.status_code == 200, last_retry.text
+        busy += last_retry.json()["outcome"] == "busy"
+        outcomes = {running.json()["outcome"], last_retry.json()["outcome"]}
+        if "completed" in outcomes:
+            break
+    job = (await sync_stack.status(jobId=job_id)).json()
+    assert job["status"] == "COMPLETED", job
+    assert busy > 0  # the race the test is named after happened
+    truth = await sync_stack.truth(MERCHANT, job)
+    assert await sync_stack.warehouse(MERCHANT) == expected(truth)
+
+
+async def test_giving_up_on_a_step_never_overwrites_a_job_that_moved_on(
+    sync_stack: SyncStack,
+) -> None:
+    """`fail` after QStash's last retry is refused while a copy holds the step's lease, and a
+    failure whose compare-and-set loses leaves the other copy's state standing."""
+    await sync_stack.authorize(MERCHANT, orders=50, seed=9)
+    harness = sync_stack.harness
+    orchestrator, state = harness.container.sync, harness.container.state
+    harness.dispatcher.pause()
+    job_id = await sync_stack.start(MERCHANT, "12m")
+    job = await state.get_job(job_id)
+    assert await state.acquire_lock(f"sync-step:{job_id}", "running-copy", 60)
+    await orchestrator.fail(job_id, job.seq, "step failed after all retries: boom")
+    assert (await state.get_job(job_id)).status.active
+    await state.release_lock(f"sync-step:{job_id}", "running-copy")
+
+    stale = await state.get_job(job_id)
+    moved_on = await state.get_job(job_id)
+    moved_on.seq += 1
+    assert await state.save_job(moved_on, expected_seq=stale.seq)
+    assert await orchestrator._finish_failed(stale, stale.seq, "late failure") == "superseded"
+    assert (await state.get_job(job_id)).status.active
+
+
 async def test_a_step_that_crashes_after_loading_resumes_without_doubling(
     sync_stack: SyncStack,
 ) -> None:
@@ -172,6 +226,31 @@ async def _drive_until_orders(stack: SyncStack) -> None:
         job = (await stack.status(jobId=job_id)).json()
         if job["position"].startswith("orders"):
             return
+
+
+async def test_an_order_deleted_between_list_pages_does_not_hide_the_next_one(
+    sync_stack: SyncStack,
+) -> None:
+    """Offset pages shift when a merchant deletes an order between two page requests minutes
+    apart: the first order of the next page moves onto the page already read. The slice's
+    total changed, so the slice is listed once more and that order is found."""
+    await sync_stack.authorize(MERCHANT, orders=400, seed=13)
+    sync_stack.harness.dispatcher.pause()
+    job_id = await sync_stack.start(MERCHANT, "12m")
+    await _drive_until_orders(sync_stack)
+    step = await _next_step(sync_stack)  # lists the slice's first page, fetches its orders
+    assert (await sync_stack.deliver_step(step.body, message_id=step.message_id)).is_success
+    cursor = (await sync_stack.harness.container.state.get_job(job_id)).cursor
+    assert cursor.page == 2 and len(cursor.slice_ids) == 60 and cursor.slice_total > 120
+    await sync_stack.emulator.delete_order(MERCHANT, cursor.slice_ids[0])  # already loaded
+    sync_stack.harness.dispatcher.resume()
+
+    job = await sync_stack.wait(job_id)
+
+    assert job["status"] == "COMPLETED", job
+    truth = await sync_stack.truth(MERCHANT, job)  # without the deleted order
+    loaded = await sync_stack.warehouse(MERCHANT)
+    assert loaded["orders"] == job["counts"]["orders"] == truth["orders"] + 1
 
 
 async def test_an_access_token_expiring_mid_job_is_refreshed_once(sync_stack: SyncStack) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 import re
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -328,3 +329,78 @@ async def test_the_rag_search_command(rag_stack):
     assert wrong_key.returncode == 1 and "401" in wrong_key.stderr + wrong_key.stdout
     missing = await cli("x", "--url", rag_stack.harness.url)
     assert missing.returncode != 0 and "--merchant" in missing.stderr + missing.stdout
+
+
+async def test_pinecone_eventual_reads_never_leave_a_deleted_product_searchable(harness_with):
+    """Pinecone acknowledges writes before they are readable (known limitations: "eventually
+    consistent"). A product created and deleted within that window must not stay in the index:
+    its delete is sent whatever a fetch would answer, and what the index holds is judged from
+    our own record, not from a read that may be stale."""
+    from data_pipeline.devtools.serving import start_server
+
+    from tests.support.embeddings import embeddings_server, rag_settings
+    from tests.support.pinecone_standin import API_KEY as PINECONE_KEY
+    from tests.support.pinecone_standin import PineconeState, create_pinecone_app
+
+    pinecone = PineconeState(dimension=384, read_lag_seconds=1.5)
+    vectors = await start_server(create_pinecone_app(pinecone), "127.0.0.1", 0, lifespan="off")
+    try:
+        async with embeddings_server() as (server, _):
+            harness = await harness_with(
+                **rag_settings(server.url, pinecone_api_key=PINECONE_KEY, pinecone_host=vectors.url)
+            )
+            store = StoreSimulation(MERCHANT, seed=11)
+            store.create_products(2)
+            for event in store.events:
+                assert (await harness.send(encode(event))).status_code == 200
+            await harness.settle()
+            created = len(store.events)
+            store.delete_product(0)
+            store.update_product_price(1, Decimal("77.50"))
+            for event in store.events[created:]:
+                assert (await harness.send(encode(event))).status_code == 200
+            await harness.settle()
+            await asyncio.sleep(1.8)  # every acknowledged write readable now
+            namespace = pinecone.space(f"merchant-{MERCHANT}")
+            assert set(namespace) == {f"product:{store.product_ids[1]}"}
+            assert namespace[f"product:{store.product_ids[1]}"]["metadata"]["price"] == 77.5
+            deletes = [body for op, body in pinecone.calls if op == "delete"]
+            assert deletes and all(
+                body["ids"] == [f"product:{store.product_ids[0]}"] for body in deletes
+            )
+            assert not [op for op, _ in pinecone.calls if op == "fetch"]  # nothing judged by reads
+    finally:
+        await vectors.stop()
+
+
+async def test_a_replica_behind_the_load_is_read_again_not_indexed(rag_stack, monkeypatch):
+    """Through ClickHouse Cloud's load balancer the embed step can read a replica that has not
+    seen the insert it was told about. What it read is older than the announced version: it
+    indexes nothing for that document and asks QStash to deliver again. (No replicated
+    ClickHouse runs here: the first read answers the state before the update, as such a
+    replica would.)"""
+    harness = rag_stack.harness
+    store = StoreSimulation(MERCHANT, seed=12)
+    store.create_products(1)
+    await rag_stack.send_all(store.events)
+    await rag_stack.drain()
+    doc_id = f"product:{store.product_ids[0]}"
+    before = await rag_stack.vectors(MERCHANT)
+    source = harness.container.rag.indexer._source
+    stale_state = await source.products(MERCHANT, [store.product_ids[0]])
+    real_products, stale_reads = source.products, []
+
+    async def replica_behind(merchant, ids):
+        if not stale_reads:
+            stale_reads.append(ids)
+            return stale_state
+        return await real_products(merchant, ids)
+
+    monkeypatch.setattr(source, "products", replica_behind)
+    store.update_product_price(0, Decimal("61.25"))
+    await rag_stack.send_all(store.events[-1:])
+    await rag_stack.drain()
+    assert stale_reads  # the stale answer was given once
+    after = await rag_stack.vectors(MERCHANT)
+    assert after[doc_id]["price"] == 61.25 != before[doc_id]["price"]
+    assert harness.metric("pipeline_delivery_failures_total", reason="embed") >= 1

@@ -37,6 +37,18 @@ async def test_a_signed_order_webhook_lands_in_the_warehouse(harness):
     assert harness.metric("pipeline_events_settled_total", outcome="loaded") == 1
 
 
+async def test_deliveries_signed_by_a_clock_two_seconds_ahead_load(harness_with):
+    """QStash stamps iat/nbf at its own now (docs: howto/signature); a worker clock that lags by
+    a second or two must not refuse genuine deliveries and burn QStash's retries."""
+    harness = await harness_with(qstash_clock_skew=2)
+    body = encode(sample_envelope("order.created"))
+    assert (await harness.send(body)).status_code == 200
+    await harness.settle()
+    rows = await harness.sql(f"SELECT count() FROM {harness.settings.clickhouse_database}.orders")
+    assert rows == [(1,)]
+    assert harness.metric("pipeline_deliveries_rejected_total", reason="signature") == 0
+
+
 async def test_a_replayed_stream_with_duplicates_out_of_order_converges_exactly(harness):
     store = demo_store()
     deliveries = delivery_schedule(store.events, duplicate_share=0.4)

@@ -141,6 +141,36 @@ def test_clickhouse_client_settings_for_a_server(monkeypatch):
     assert warehouse._insert_settings == {"async_insert": 1, "wait_for_async_insert": 1}
 
 
+def test_reads_after_another_instances_write_ask_for_sequential_consistency(monkeypatch):
+    """Through ClickHouse Cloud's load balancer a read can reach a replica that has not seen a
+    confirmed insert; `select_sequential_consistency` makes it catch up first (knowledge base:
+    "read consistency"). Ordinary reads do not pay for it; chDB (one node) never does."""
+    from types import SimpleNamespace
+
+    from data_pipeline.adapters import clickhouse_warehouse
+
+    sent = []
+
+    class RecordingClient:
+        def query(self, sql, parameters=None, settings=None):
+            sent.append(settings)
+            return SimpleNamespace(column_names=("x",), result_rows=[(1,)])
+
+    monkeypatch.setattr(
+        clickhouse_warehouse.clickhouse_connect, "get_client", lambda **kw: RecordingClient()
+    )
+    server = clickhouse_warehouse.ClickHouseWarehouse("https://u:p@ch.example:8443", "analytics")
+    server.query("SELECT 1", read_after_write=True)
+    server.query("SELECT 1")
+    embedded = clickhouse_warehouse.ClickHouseWarehouse("chdb:///tmp/x", "analytics")
+    embedded.query("SELECT 1", read_after_write=True)
+    assert sent == [
+        {"readonly": 2, "select_sequential_consistency": 1},
+        {"readonly": 2},
+        {"readonly": 2},
+    ]
+
+
 def refused_cold_start(env):
     """Import the handler in a fresh process that must refuse to start; its output lines."""
     result = subprocess.run(

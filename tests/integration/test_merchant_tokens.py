@@ -7,12 +7,14 @@ import asyncio
 import itertools
 import time
 
+import orjson
 import pytest
 import pytest_asyncio
-from data_pipeline.adapters.salla_oauth import RefreshRejected, SallaOAuth
+from data_pipeline.adapters.salla_oauth import RefreshAnswerUnreadable, RefreshRejected, SallaOAuth
 from data_pipeline.adapters.state import EncryptedTokens
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient
+from data_pipeline.errors import TransientError
 from data_pipeline.service_layer.merchant_tokens import MerchantNotAuthorized, TokenProvider
 from data_pipeline.service_layer.salla_budget import BudgetDeferred, RequestBudget
 
@@ -115,3 +117,101 @@ async def test_the_budget_spaces_requests_across_workers_and_defers_beyond_the_d
     with pytest.raises(BudgetDeferred) as held:
         await budgets[1].acquire(customers=False, deadline=time.monotonic() + 60)
     assert held.value.wait_seconds > 100
+
+
+async def _authorized_provider(store, emulator, **oauth_options):
+    """A merchant authorized in the emulator and our store, and a provider for its tokens."""
+    tokens = await emulator.create_merchant(MERCHANT, orders=10)
+    cipher = TokenCipher(TokenCipher.generate_key())
+    await _authorize(store, cipher, tokens)
+    oauth = SallaOAuth(emulator.token_url, CLIENT_ID, CLIENT_SECRET, **oauth_options)
+    return TokenProvider(store, cipher, oauth), cipher, oauth
+
+
+async def _usable(emulator, provider):
+    """The provider's token is the one Salla now honours (and the merchant is not revoked)."""
+    token = await provider.current(MERCHANT)
+    current = await emulator.tokens(MERCHANT)
+    return token.value == current["access_token"] and not current.get("revoked", False)
+
+
+async def test_a_failed_token_write_after_salla_rotated_is_retried_then_applied_later(
+    store, emulator, monkeypatch
+):
+    """Salla's refresh tokens are single-use and reuse revokes (reference §3.1): once Salla
+    answered, its answer must survive a state store that fails to take the new tokens."""
+    provider, cipher, oauth = await _authorized_provider(store, emulator)
+    stale = await provider.current(MERCHANT)
+    real_set_tokens, failures = store.set_tokens, []
+
+    async def flaky(*args, **kwargs):
+        if len(failures) < 2:  # a blip: the write is retried within the refresh
+            failures.append(1)
+            raise TransientError("state store blip")
+        return await real_set_tokens(*args, **kwargs)
+
+    monkeypatch.setattr(store, "set_tokens", flaky)
+    await provider.refresh(MERCHANT, stale=stale)
+    assert await _usable(emulator, provider) and len(failures) == 2
+
+    # Now an outage longer than the retries: the refresh fails, the answer is kept.
+    stale = await provider.current(MERCHANT)
+
+    async def down(*args, **kwargs):
+        raise TransientError("state store down")
+
+    monkeypatch.setattr(store, "set_tokens", down)
+    with pytest.raises(TransientError, match="down"):
+        await provider.refresh(MERCHANT, stale=stale)
+    monkeypatch.setattr(store, "set_tokens", real_set_tokens)
+    # A fresh instance (another Lambda) applies the kept answer without spending anything.
+    other = TokenProvider(store, cipher, SallaOAuth(emulator.token_url, CLIENT_ID, CLIENT_SECRET))
+    await other.refresh(MERCHANT, stale=stale)
+    stats = (await emulator.stats())["counts"]
+    assert stats["refreshes"] == 2 and "refresh_reused" not in stats
+    assert await _usable(emulator, other)
+    assert await store.get_record(f"salla-refresh-answer:{MERCHANT}") is None  # applied, gone
+    await oauth.aclose()
+
+
+async def test_an_unreadable_200_answer_is_kept_and_never_spent_again(store, emulator, monkeypatch):
+    provider, _, oauth = await _authorized_provider(store, emulator)
+    stale = await provider.current(MERCHANT)
+    await emulator.fault(200, path="/oauth2/token", answer="unreadable")
+    for _ in range(3):  # retries (QStash's, a resumed job) must not spend the token again
+        with pytest.raises(RefreshAnswerUnreadable):
+            await provider.refresh(MERCHANT, stale=stale)
+    stats = (await emulator.stats())["counts"]
+    assert stats["refreshes"] == 1 and "refresh_reused" not in stats
+    kept = await store.get_record(f"salla-refresh-answer:{MERCHANT}")
+    assert kept is not None and b"token" not in kept  # encrypted at rest
+    # A release that reads the new shape applies the kept answer: no re-authorization.
+    from data_pipeline.adapters import salla_oauth
+    from data_pipeline.service_layer import merchant_tokens
+
+    def tolerant(raw, *, now):
+        data = orjson.loads(raw)["data"]
+        renamed = {"access_token": data["token"], "refresh_token": data["renew"]}
+        return salla_oauth.parse_issued(renamed, now=now)
+
+    monkeypatch.setattr(merchant_tokens, "parse_answer", tolerant)
+    await provider.refresh(MERCHANT, stale=stale)
+    assert await _usable(emulator, provider)
+    assert (await emulator.stats())["counts"]["refreshes"] == 1
+    await oauth.aclose()
+
+
+async def test_an_answer_that_never_arrives_is_the_documented_loss(store, emulator):
+    """Salla rotated, the connection died before its answer arrived: nothing was received, so
+    nothing can be kept. The retry spends the old token again and Salla revokes; the merchant
+    must re-authorize (docs/operations: the one unrecoverable refresh failure)."""
+    provider, _, oauth = await _authorized_provider(store, emulator, timeout=0.5)
+    stale = await provider.current(MERCHANT)
+    await emulator.configure(hang_seconds=2)
+    await emulator.fault(200, path="/oauth2/token", answer="hang")
+    with pytest.raises(TransientError, match="Timeout"):
+        await provider.refresh(MERCHANT, stale=stale)
+    with pytest.raises(RefreshRejected, match="re-authorize"):
+        await provider.refresh(MERCHANT, stale=stale)
+    assert (await emulator.stats())["counts"]["refresh_reused"] == 1
+    await oauth.aclose()

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from data_pipeline.adapters.redis_state import RedisStateStore
+from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.adapters.state import EncryptedTokens, Verdict
 from data_pipeline.errors import TransientError
 
@@ -126,7 +127,74 @@ async def test_reserved_slots_pace_requests_and_holds_block_them(store):
     far = await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=0.1)
     assert far > 0.1
     assert abs(await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=0.1) - far) < 0.05
+    await store.hold_slots(key, 30)
+    assert 29 < await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=100) <= 30
+
+
+async def test_a_hold_follows_the_stores_clock_not_a_skewed_callers(store, monkeypatch):
+    """Function instances' clocks drift; reserve_slot uses the store's clock (Redis TIME), so
+    a hold must too, or an instance an hour ahead would block Salla calls for an hour."""
     import time
 
-    await store.hold_slots(key, time.time() + 30)
-    assert await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=100) > 29
+    key = f"skew-{id(store)}"
+    skewed = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: skewed)
+    await store.hold_slots(key, 30)
+    monkeypatch.undo()
+    wait = await store.reserve_slot(key, 0.5, burst=2, max_wait_seconds=5000)
+    # SQLite's clock is the process's own: skewed for both calls there, so it cannot differ.
+    assert 29 < wait <= 30 or (isinstance(store, SqliteStateStore) and wait > 3600)
+
+
+def test_the_sqlite_store_is_atomic_across_processes(tmp_path):
+    """Four processes on one database file race on settlements, job compare-and-set and a
+    lease guarding a two-step read-modify-write; nothing is counted twice or lost."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from data_pipeline.domain.sync import SyncJob
+
+    from tests.support.state_contention import contend
+
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStateStore(path)
+    job = SyncJob("job-contended", 1, "12m", "2025-01-01", "2026-01-01")
+    asyncio.run(store.create_job_unless_active(job))
+    asyncio.run(store.close())
+    workers, keys, rounds = 4, 300, 60
+    start_at = time.time() + 3  # after every process has imported and opened the file
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(
+            pool.map(
+                contend,
+                [str(path)] * workers,
+                range(workers),
+                [start_at] * workers,
+                [keys] * workers,
+                [rounds] * workers,
+            )
+        )
+    store = SqliteStateStore(path)
+    try:
+        assert sum(r["firsts"] for r in results) == keys  # each event counted once
+        final = asyncio.run(store.get_job("job-contended"))
+        assert final.seq == sum(r["saved"] for r in results) > 0  # every CAS win, no lost one
+        counter = int(asyncio.run(store.get_record("counter")))
+        assert counter == sum(r["held"] for r in results) > workers  # the lease was exclusive
+    finally:
+        asyncio.run(store.close())
+
+
+async def test_embedded_digests_are_recorded_per_namespace_and_forgotten_on_delete(store):
+    assert await store.embedded_digests("merchant-1", []) == {}
+    await store.record_embedded("merchant-1", {f"product:{i}": f"h{i}" for i in range(700)})
+    await store.record_embedded("merchant-2", {"product:1": "other"})
+    wanted = [f"product:{i}" for i in range(0, 800, 7)]  # some never embedded, > 500 ids
+    found = await store.embedded_digests("merchant-1", wanted)
+    assert found == {d: "h" + d.split(":")[1] for d in wanted if int(d.split(":")[1]) < 700}
+    await store.record_embedded("merchant-1", {"product:1": "h1-new", "product:2": None})
+    assert await store.embedded_digests("merchant-1", ["product:1", "product:2"]) == {
+        "product:1": "h1-new"
+    }
+    assert await store.embedded_digests("merchant-2", ["product:1"]) == {"product:1": "other"}

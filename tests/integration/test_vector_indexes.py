@@ -3,6 +3,7 @@ boundary against a local stand-in of its data plane) and the warehouse table (ch
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import AsyncIterator
@@ -11,7 +12,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from data_pipeline.adapters.clickhouse_vectors import ClickHouseVectorIndex
-from data_pipeline.adapters.pinecone_index import PineconeIndex
+from data_pipeline.adapters.pinecone_index import (
+    CONFIGURATION_RETRY_SECONDS,
+    PineconeIndex,
+    VectorIndexMisconfigured,
+)
 from data_pipeline.adapters.vector_index import UPSERT_BATCH, VectorRecord
 from data_pipeline.devtools.serving import start_server
 from data_pipeline.errors import PermanentError, TransientError
@@ -136,10 +141,58 @@ async def test_pinecone_persistent_failures_and_rejections_map_to_our_errors():
     finally:
         await adapter.close()
         await server.stop()
+
+
+async def test_pinecone_auth_and_missing_index_are_an_outage_not_poison():
+    """A rotated key (401), a suspended project (403) or a wrong index host (404) says nothing
+    about the message: back off for minutes (and log an alert) rather than dead-letter every
+    index update (https://docs.pinecone.io/reference/api/errors)."""
     server, wrong_key = await pinecone_with(PineconeState(dimension=DIM), api_key="wrong")
     try:
-        with pytest.raises(PermanentError, match="401"):
+        with pytest.raises(VectorIndexMisconfigured, match="401") as refused:
             await wrong_key.count("merchant-1")
+        assert refused.value.retry_after == CONFIGURATION_RETRY_SECONDS
+        assert isinstance(refused.value, TransientError)
+        assert "wrong" not in str(refused.value)  # the key is never echoed
     finally:
         await wrong_key.close()
+        await server.stop()
+    state = PineconeState(dimension=DIM, faults=[(403, None), (404, None)])
+    server, adapter = await pinecone_with(state)
+    try:
+        for status in ("403", "404"):
+            with pytest.raises(VectorIndexMisconfigured, match=status):
+                await adapter.upsert("merchant-1", [record("product:1", 1)])
+    finally:
+        await adapter.close()
+        await server.stop()
+
+
+async def test_pinecone_delete_in_an_empty_namespace_is_nothing_to_delete():
+    """Serverless answers 404 for a delete in a namespace that holds nothing yet."""
+    state = PineconeState(dimension=DIM)
+    server, adapter = await pinecone_with(state)
+    try:
+        await adapter.delete("merchant-404", ["product:1"])
+        assert ("delete", {"ids": ["product:1"], "namespace": "merchant-404"}) in state.calls
+    finally:
+        await adapter.close()
+        await server.stop()
+
+
+async def test_the_standin_reads_lag_behind_writes_as_pinecone_documents():
+    """Writes are acknowledged before they are readable, and become readable in order."""
+    state = PineconeState(dimension=DIM, read_lag_seconds=0.5)
+    server, adapter = await pinecone_with(state)
+    try:
+        await adapter.upsert("merchant-1", [record("product:1", 1)])
+        assert await adapter.fetch_metadata("merchant-1", ["product:1"]) == {}  # not yet
+        await adapter.delete("merchant-1", ["product:1"])
+        await asyncio.sleep(0.7)
+        assert await adapter.fetch_metadata("merchant-1", ["product:1"]) == {}  # upsert, delete
+        await adapter.upsert("merchant-1", [record("product:2", 2)])
+        await asyncio.sleep(0.7)
+        assert set(await adapter.fetch_metadata("merchant-1", ["product:2"])) == {"product:2"}
+    finally:
+        await adapter.close()
         await server.stop()

@@ -128,8 +128,12 @@ def harness_settings(
     return PipelineSettings(**values)
 
 
-async def start_harness(tmp: Path, chdb_path: Path, **settings_extra: Any) -> Harness:
-    qstash = await QStashDevServer(QStashDevConfig(data_dir=tmp / "qstash", port=0)).start()
+async def start_harness(
+    tmp: Path, chdb_path: Path, *, qstash_clock_skew: int = 0, **settings_extra: Any
+) -> Harness:
+    qstash = await QStashDevServer(
+        QStashDevConfig(data_dir=tmp / "qstash", port=0, clock_skew_seconds=qstash_clock_skew)
+    ).start()
     sock = bind_socket("127.0.0.1", 0)
     public_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = harness_settings(

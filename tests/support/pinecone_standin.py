@@ -4,12 +4,20 @@
 
 Cosine similarity over stored vectors; enough to test the adapter at its HTTP boundary, not
 a vector database.
+
+Freshness as Pinecone documents it for serverless indexes: writes are acknowledged before they
+are readable, so a fetch or query right after an upsert or delete can answer the older state
+("Pinecone is eventually consistent, so there can be a slight delay before upserted records
+are available to query", https://docs.pinecone.io/reference/api/known-limitations).
+`read_lag_seconds` holds each write back from reads for that long, in write order. A delete of
+ids in a namespace that does not exist answers 404 (pinecone-io/pinecone-ts-client#324).
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +37,35 @@ class PineconeState:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: list[tuple[int, float | None]] = field(default_factory=list)
     dimension: int = 384
+    read_lag_seconds: float = 0.0
+    # Acknowledged writes not yet readable: (readable at, operation, namespace, payload).
+    pending: list[tuple[float, str, str, Any]] = field(default_factory=list)
 
     def space(self, namespace: str) -> dict[str, dict[str, Any]]:
+        """The namespace as reads see it now: writes older than the lag applied, in order."""
+        now = time.monotonic()
+        while self.pending and self.pending[0][0] <= now:
+            _, operation, name, payload = self.pending.pop(0)
+            self._apply(operation, name, payload)
         return self.namespaces.setdefault(namespace, {})
+
+    def write(self, operation: str, namespace: str, payload: Any) -> None:
+        if self.read_lag_seconds <= 0 and not self.pending:
+            self._apply(operation, namespace, payload)
+        else:
+            readable = time.monotonic() + self.read_lag_seconds
+            self.pending.append((readable, operation, namespace, payload))
+
+    def known(self, namespace: str) -> bool:
+        return namespace in self.namespaces or any(p[2] == namespace for p in self.pending)
+
+    def _apply(self, operation: str, namespace: str, payload: Any) -> None:
+        space = self.namespaces.setdefault(namespace, {})
+        if operation == "upsert":
+            space.update({record["id"]: record for record in payload})
+        else:
+            for doc_id in payload:
+                space.pop(doc_id, None)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -92,15 +126,18 @@ def create_pinecone_app(state: PineconeState) -> Starlette:
         state.calls.append(("upsert", body))
         if not 0 < len(vectors) <= MAX_UPSERT:
             return _error(400, f"upsert takes 1..{MAX_UPSERT} vectors")
-        space = state.space(body.get("namespace", ""))
+        records = []
         for vector in vectors:
             if len(vector["values"]) != state.dimension:
                 return _error(400, f"Vector dimension {len(vector['values'])} does not match")
-            space[vector["id"]] = {
-                "id": vector["id"],
-                "values": vector["values"],
-                "metadata": vector.get("metadata") or {},
-            }
+            records.append(
+                {
+                    "id": vector["id"],
+                    "values": vector["values"],
+                    "metadata": vector.get("metadata") or {},
+                }
+            )
+        state.write("upsert", body.get("namespace", ""), records)
         return JSONResponse({"upsertedCount": len(vectors)})
 
     async def query(request: Request) -> JSONResponse:
@@ -146,14 +183,16 @@ def create_pinecone_app(state: PineconeState) -> Starlette:
             return refused
         body = await request.json()
         state.calls.append(("delete", body))
-        space = state.space(body.get("namespace", ""))
-        for doc_id in body.get("ids", []):
-            space.pop(doc_id, None)
+        namespace = body.get("namespace", "")
+        if not state.known(namespace):
+            return _error(404, "Namespace not found")
+        state.write("delete", namespace, list(body.get("ids", [])))
         return JSONResponse({})
 
     async def stats(request: Request) -> JSONResponse:
         if (refused := await guard(request)) is not None:
             return refused
+        state.space("")  # apply what is due
         namespaces = {
             name: {"vectorCount": len(space)} for name, space in state.namespaces.items() if space
         }

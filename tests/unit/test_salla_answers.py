@@ -4,8 +4,12 @@ and both token-refresh answer shapes (reference §3.1–§4)."""
 import httpx
 import pytest
 from data_pipeline.adapters.salla_api import RateInfo, SallaUnavailable, parse_page, rate_info
-from data_pipeline.adapters.salla_oauth import DEFAULT_LIFETIME_SECONDS, parse_issued
-from data_pipeline.errors import TransientError
+from data_pipeline.adapters.salla_oauth import (
+    DEFAULT_LIFETIME_SECONDS,
+    RefreshAnswerUnreadable,
+    parse_answer,
+    parse_issued,
+)
 
 ROWS = [{"id": 1}, {"id": 2}]
 
@@ -121,5 +125,12 @@ def test_refresh_answers_with_expires_in_or_expires_are_both_understood():
     "document", [{}, {"access_token": "a"}, {"access_token": "", "refresh_token": "r"}]
 )
 def test_a_refresh_answer_without_both_tokens_is_not_accepted(document):
-    with pytest.raises(TransientError):
+    # Not transient: the answer spent the refresh token, so retrying would revoke the merchant.
+    with pytest.raises(RefreshAnswerUnreadable):
         parse_issued(document, now=0)
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1]", b'"x"', b'{"data": 1}'])
+def test_a_refresh_answer_that_is_not_an_object_is_unreadable(raw):
+    with pytest.raises(RefreshAnswerUnreadable):
+        parse_answer(raw, now=0)

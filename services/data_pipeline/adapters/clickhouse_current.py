@@ -48,6 +48,9 @@ class CurrentTable:
     nested: str = "items"
     items: tuple[str, ...] = ()
     time_column: str | None = None  # partitioned by its year
+    # Fields a payload can clear (its version lists them in `cleared`): the newest version that
+    # set or cleared the field decides, so a removed coupon does not keep its old code.
+    clearable: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -108,6 +111,7 @@ ORDERS = CurrentTable(
     deletable=True,
     items=ORDER_ITEMS,
     time_column="created_at",
+    clearable=("discount", "payment_method", "cod_fee", "coupon_code"),
 )
 PRODUCTS = CurrentTable(
     name="products_current",
@@ -130,12 +134,14 @@ PRODUCTS = CurrentTable(
     # end must not inherit an older sale's end).
     aggregates=(("sale_ends_at", "argMaxIf(v.sale_ends_at, v.version, v.sale_price IS NOT NULL)"),),
     deletable=True,
+    clearable=("description", "sku", "sale_price", "quantity", "category", "cost_price"),
 )
 CUSTOMERS = CurrentTable(
     name="customers_current",
     source="customer_versions",
     key="customer_id",
     fields=("city", "country", "country_code", "currency"),
+    clearable=("city", "country"),
     # Sign-up time (customer.created), else first seen; never moved by a later update.
     aggregates=(("created_at", "coalesce(min(v.created_at), min(v.event_time))"),),
 )
@@ -166,6 +172,7 @@ ABANDONED_CARTS = CurrentTable(
     ),
     items=CART_ITEMS,
     time_column="created_at",
+    clearable=("discount", "coupon_code"),
 )
 INVOICE_LINES = (
     "item_id",
@@ -251,7 +258,7 @@ def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     """Per object: its state from every stored version (`version` is aliased away: ClickHouse
     would resolve it inside the other aggregates)."""
     deleted = "argMax(is_deleted, version)" if table.deletable else "toUInt8(0)"
-    fields = [f"argMax({field}, version) AS {field}" for field in table.fields]
+    fields = [_field(field, field in table.clearable) for field in table.fields]
     rules = [f"{expression} AS {column}" for column, expression in table.aggregates]
     nested, flag = table.nested, f"has_{table.nested}"
     items = [f"argMaxIf({nested}.{i}, version, {flag}) AS `{nested}.{i}`" for i in table.items]
@@ -260,6 +267,17 @@ def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
         f"{deleted} AS is_deleted, max(version) AS latest_version, "
         + ", ".join([*fields, *rules, "max(event_time) AS updated_at", *items])
         + f" FROM {db}.{table.source} AS v {where} GROUP BY merchant_id, {table.key}"
+    )
+
+
+def _field(field: str, clearable: bool) -> str:
+    """The newest non-null value (argMax skips NULLs). A clearable field counts a version that
+    cleared it too: wrapped in a tuple, whose NULL element argMax does not skip."""
+    if not clearable:
+        return f"argMax({field}, version) AS {field}"
+    return (
+        f"argMaxIf(tuple({field}), version, {field} IS NOT NULL OR has(cleared, '{field}')).1 "
+        f"AS {field}"
     )
 
 

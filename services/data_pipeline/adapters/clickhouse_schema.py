@@ -416,14 +416,25 @@ _CONTRACT_VIEWS = (
 # The current-state tables as migration 4 created them (a migration's SQL never changes; later
 # migrations add to the definitions in clickhouse_current).
 _V4_TABLES = (
-    replace(ORDERS, fields=ORDERS.fields[: ORDERS.fields.index("cod_fee")], items=ORDER_ITEMS[:10]),
-    replace(PRODUCTS, fields=PRODUCTS.fields[: PRODUCTS.fields.index("cost_price")], aggregates=()),
-    replace(CUSTOMERS, aggregates=()),
+    replace(
+        ORDERS,
+        fields=ORDERS.fields[: ORDERS.fields.index("cod_fee")],
+        items=ORDER_ITEMS[:10],
+        clearable=(),
+    ),
+    replace(
+        PRODUCTS,
+        fields=PRODUCTS.fields[: PRODUCTS.fields.index("cost_price")],
+        aggregates=(),
+        clearable=(),
+    ),
+    replace(CUSTOMERS, aggregates=(), clearable=()),
     replace(
         ABANDONED_CARTS,
         fields=ABANDONED_CARTS.fields[: ABANDONED_CARTS.fields.index("checkout_url")],
         aggregates=(),
         items=(),
+        clearable=(),
     ),
 )
 
@@ -732,8 +743,25 @@ MIGRATIONS += (
             *_NEW_TABLES,
             # Only customers gain a derived field from versions already stored (first seen):
             # recompute them; the other tables' new fields start empty, as their versions are.
-            full_refresh(CUSTOMERS, "{db}"),
+            full_refresh(replace(CUSTOMERS, clearable=()), "{db}"),  # as migration 5 had it
             *_ANALYTICS_VIEWS,
+        ),
+    ),
+)
+MIGRATIONS += (
+    Migration(
+        6,
+        "fields a payload cleared (set to null or emptied) are told apart from fields it did "
+        "not carry",
+        tuple(
+            f"ALTER TABLE {{db}}.{table} "
+            "ADD COLUMN IF NOT EXISTS cleared Array(LowCardinality(String)) DEFAULT []"
+            for table in (
+                "order_versions",
+                "product_versions",
+                "customer_versions",
+                "abandoned_cart_versions",
+            )
         ),
     ),
 )

@@ -64,7 +64,8 @@ from data_pipeline.domain.versioning import version_time_millis
 from data_pipeline.errors import PermanentError, TransientError
 
 SERVER_INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
-# The snapshot refresh reads what this loader (and every other) just inserted.
+# The snapshot refresh reads what this loader (and every other) just inserted; so does the embed
+# step. https://clickhouse.com/docs/resources/support-center/knowledge-base/data-management/read-consistency
 SERVER_REFRESH_SETTINGS = {"select_sequential_consistency": 1}
 
 
@@ -351,10 +352,23 @@ class ClickHouseWarehouse(Warehouse):
         self._guard("statement", lambda: client.command(statement))
 
     # -- reading -------------------------------------------------------------------------------
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+    def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        read_after_write: bool = False,
+    ) -> QueryResult:
+        """`read_after_write`: the reader must see inserts another instance just confirmed.
+        Through ClickHouse Cloud's load balancer a query can land on a replica that has not yet
+        seen them; `select_sequential_consistency` makes it catch up first (Cloud knowledge
+        base, "read consistency"). Not sent to chDB: a single node is always consistent."""
         client = self._connect()
+        settings: dict[str, Any] = {"readonly": 2}
+        if read_after_write and not self.is_embedded:
+            settings.update(SERVER_REFRESH_SETTINGS)
         try:
-            result = client.query(sql, parameters=parameters, settings={"readonly": 2})
+            result = client.query(sql, parameters=parameters, settings=settings)
         except (OperationalError, OSError) as error:
             raise TransientError(f"warehouse query failed: {_first_line(error)}") from error
         except ClickHouseError as error:

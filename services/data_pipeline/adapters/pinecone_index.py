@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from pinecone import AsyncIndex, AsyncPinecone
 from pinecone.errors import PineconeError
 
@@ -18,7 +19,23 @@ from data_pipeline.adapters.vector_index import FETCH_BATCH, UPSERT_BATCH, Vecto
 from data_pipeline.domain.rag import Match
 from data_pipeline.errors import PermanentError, TransientError
 
-_CLIENT_ERRORS = (400, 401, 403, 404, 422)
+log = structlog.get_logger("vectors")
+# A request Pinecone will never accept: the message is poison (dead-lettered with the reason).
+_INVALID_REQUEST = (400, 422)
+# The key, project or index is wrong, rotated, suspended or gone (401/402/403/404, docs:
+# https://docs.pinecone.io/reference/api/errors). Nothing is wrong with the message: it is an
+# outage of our configuration, so it backs off and alerts instead of dead-lettering every index
+# update until someone notices.
+_CONFIGURATION = (401, 402, 403, 404)
+CONFIGURATION_RETRY_SECONDS = 300
+
+
+class VectorIndexMisconfigured(TransientError):
+    """Pinecone refused our credentials or does not know the index: retried after a pause."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message, retry_after=CONFIGURATION_RETRY_SECONDS)
+        self.status = status
 
 
 class PineconeIndex(VectorIndex):
@@ -59,7 +76,13 @@ class PineconeIndex(VectorIndex):
         index = await self._data_plane()
         for start in range(0, len(doc_ids), UPSERT_BATCH):
             chunk = list(doc_ids[start : start + UPSERT_BATCH])
-            await _guard("delete", index.delete(ids=chunk, namespace=namespace))
+            try:
+                await _guard("delete", index.delete(ids=chunk, namespace=namespace))
+            except VectorIndexMisconfigured as error:
+                # Serverless answers 404 for a delete in a namespace that holds nothing yet
+                # (pinecone-io/pinecone-ts-client#324): nothing to delete is what we wanted.
+                if error.status != 404:
+                    raise
 
     async def fetch_metadata(
         self, namespace: str, doc_ids: Sequence[str]
@@ -109,8 +132,15 @@ async def _guard(what: str, call: Any) -> Any:
         return await call
     except PineconeError as error:
         status = getattr(error, "status_code", None) or getattr(error, "status", None)
-        if status in _CLIENT_ERRORS:
+        if status in _INVALID_REQUEST:
             raise PermanentError(f"pinecone {what} rejected ({status}): {error}"[:300]) from None
+        if status in _CONFIGURATION:
+            if not (what == "delete" and status == 404):
+                log.error("vector_index_misconfigured", operation=what, status=status)
+            raise VectorIndexMisconfigured(
+                f"pinecone {what} refused ({status}): check PINECONE_API_KEY and the index",
+                status=status,
+            ) from None
         raise TransientError(f"pinecone {what} failed: {error}"[:300]) from None
     except (OSError, TimeoutError) as error:
         raise TransientError(f"pinecone {what} failed: {type(error).__name__}") from None

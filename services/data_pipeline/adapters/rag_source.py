@@ -60,7 +60,7 @@ class WarehouseDocuments:
             _SALE_PRICE if column == "sale_price" else column for column in _PRODUCT_COLUMNS
         )
         result = await self._query(
-            f"SELECT product_id, {columns}, updated_at "  # noqa: S608
+            f"SELECT product_id, version, {columns}, updated_at "  # noqa: S608
             f"FROM {self._db}.products_current FINAL "
             "WHERE merchant_id = {m:UInt64} AND product_id IN {ids:Array(UInt64)} "
             f"AND is_deleted = 0 {_CURRENT}",
@@ -79,7 +79,7 @@ class WarehouseDocuments:
             return state
         parameters = {"m": merchant_id, "ids": list(ids)}
         result = await self._query(
-            f"SELECT order_id, {', '.join(_ORDER_COLUMNS)}, "  # noqa: S608
+            f"SELECT order_id, version, {', '.join(_ORDER_COLUMNS)}, "  # noqa: S608
             "items.product_id, items.sku, items.name, items.quantity, items.item_id "
             f"FROM {self._db}.orders_current FINAL "
             "WHERE merchant_id = {m:UInt64} AND order_id IN {ids:Array(UInt64)} "
@@ -122,4 +122,7 @@ class WarehouseDocuments:
         return {row[0] for row in result.rows}
 
     async def _query(self, sql: str, parameters: dict[str, Any]) -> Any:
-        return await asyncio.to_thread(self._warehouse.query, sql, parameters)
+        # Read right after another instance's insert, possibly through another replica.
+        return await asyncio.to_thread(
+            self._warehouse.query, sql, parameters, read_after_write=True
+        )

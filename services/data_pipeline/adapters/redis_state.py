@@ -95,9 +95,13 @@ end
 return tostring(wait)
 """
 
+# The same server clock as _RESERVE: a hold computed from a function instance's own clock would
+# be off by that instance's skew. KEYS: slot hash. ARGV: seconds to hold.
 _HOLD = """
+local t = redis.call('TIME')
+local until_time = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 local hold = tonumber(redis.call('HGET', KEYS[1], 'hold') or '0')
-if tonumber(ARGV[1]) > hold then redis.call('HSET', KEYS[1], 'hold', ARGV[1]) end
+if until_time > hold then redis.call('HSET', KEYS[1], 'hold', tostring(until_time)) end
 redis.call('EXPIRE', KEYS[1], 86400)
 return 1
 """
@@ -263,10 +267,41 @@ class RedisStateStore(StateStore):
         )
         return float(wait.decode() if isinstance(wait, bytes) else wait)
 
-    async def hold_slots(self, key: str, until_epoch: float) -> None:
+    async def hold_slots(self, key: str, seconds: float) -> None:
         await self._call(
-            "rate limit", self._hold(keys=[self.key("slots", key)], args=[repr(until_epoch)])
+            "rate limit", self._hold(keys=[self.key("slots", key)], args=[repr(seconds)])
         )
+
+    async def put_record(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        await self._call(
+            "record", self._redis.set(self.key("record", key), value, px=int(ttl_seconds * 1000))
+        )
+
+    async def get_record(self, key: str) -> bytes | None:
+        value = await self._call("record", self._redis.get(self.key("record", key)))
+        return bytes(value) if value is not None else None
+
+    async def drop_record(self, key: str) -> None:
+        await self._call("record", self._redis.delete(self.key("record", key)))
+
+    async def embedded_digests(self, scope: str, doc_ids: list[str]) -> dict[str, str]:
+        if not doc_ids:
+            return {}
+        values = await self._call(
+            "digests", self._redis.hmget(self.key("embedded", scope), doc_ids)
+        )
+        return {d: v.decode() for d, v in zip(doc_ids, values, strict=True) if v is not None}
+
+    async def record_embedded(self, scope: str, digests: dict[str, str | None]) -> None:
+        key = self.key("embedded", scope)  # one hash per namespace: compact, one round trip
+        present = {d: v for d, v in digests.items() if v is not None}
+        gone = [d for d, v in digests.items() if v is None]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if present:
+                pipe.hset(key, mapping=present)
+            if gone:
+                pipe.hdel(key, *gone)
+            await self._call("digests", pipe.execute())
 
     async def ping(self) -> None:
         await self._call("ping", self._redis.ping())

@@ -29,9 +29,15 @@ class RefreshRejected(PermanentError):
     """The refresh token is invalid or was reused: the merchant must re-authorize the app."""
 
 
+class RefreshAnswerUnreadable(PermanentError):
+    """Salla answered 200 (so the old refresh token is spent) with tokens we cannot read. Never
+    retried with the spent token, which would revoke the merchant's tokens; the answer is kept
+    (encrypted) so a fixed release can still apply it."""
+
+
 class SallaOAuth:
     def __init__(
-        self, token_url: str, client_id: str, client_secret: str, *, timeout: float = 15.0
+        self, token_url: str, client_id: str, client_secret: str, *, timeout: float = 30.0
     ) -> None:
         self._url = token_url
         self._client_id = client_id
@@ -39,6 +45,11 @@ class SallaOAuth:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
+        return parse_answer(await self.exchange(refresh_token), now=time.time())
+
+    async def exchange(self, refresh_token: str) -> bytes:
+        """Spend `refresh_token`; the raw body of Salla's 200 answer. A generous read timeout:
+        an answer given up on after Salla rotated the tokens cannot be asked for again."""
         if not self._client_id or not self._client_secret:
             raise RefreshRejected("SALLA_CLIENT_ID and SALLA_CLIENT_SECRET are needed to refresh")
         form = {
@@ -55,20 +66,30 @@ class SallaOAuth:
             raise TransientError(f"token refresh: {type(error).__name__}") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"token refresh: Salla answered {response.status_code}")
+        if response.status_code == 200:
+            return response.content
         try:
             document = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             document = {}
-        if response.status_code != 200 or not isinstance(document, dict):
-            error = document.get("error", "") if isinstance(document, dict) else ""
-            raise RefreshRejected(
-                f"token refresh rejected ({response.status_code} {str(error)[:60]}): "
-                "the merchant must re-authorize the app"
-            )
-        return parse_issued(document, now=time.time())
+        error = document.get("error", "") if isinstance(document, dict) else ""
+        raise RefreshRejected(
+            f"token refresh rejected ({response.status_code} {str(error)[:60]}): "
+            "the merchant must re-authorize the app"
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def parse_answer(raw: bytes, *, now: float) -> IssuedTokens:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RefreshAnswerUnreadable("token refresh answer is not JSON") from None
+    if not isinstance(document, dict):
+        raise RefreshAnswerUnreadable("token refresh answer is not a JSON object")
+    return parse_issued(document, now=now)
 
 
 def parse_issued(document: dict[str, object], *, now: float) -> IssuedTokens:
@@ -77,7 +98,7 @@ def parse_issued(document: dict[str, object], *, now: float) -> IssuedTokens:
     assert isinstance(data, dict)
     access, refresh = data.get("access_token"), data.get("refresh_token")
     if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh:
-        raise TransientError("token refresh answer lacks access_token/refresh_token")
+        raise RefreshAnswerUnreadable("token refresh answer lacks access_token/refresh_token")
     expires_at = now + DEFAULT_LIFETIME_SECONDS
     if isinstance(data.get("expires_in"), int | float):
         expires_at = now + float(data["expires_in"])  # type: ignore[arg-type]

@@ -1,12 +1,14 @@
 """Embedded state store (SQLite in the data dir): the local default when REDIS_URL is unset.
 
-One process owns it (the dev stack); every operation is a short transaction, run inline because
-SQLite in WAL mode answers in microseconds. Ids are stored as text: Salla ids are unsigned
-64-bit, SQLite integers are signed.
+Every operation is a short transaction (BEGIN IMMEDIATE, so read-decide-write steps are atomic
+across threads and across processes sharing the file), run in a worker thread so that waiting
+for another process's write lock never stalls the event loop. Ids are stored as text: Salla ids
+are unsigned 64-bit, SQLite integers are signed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -40,6 +42,10 @@ CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, ex
 CREATE TABLE IF NOT EXISTS rate_slots (
     key TEXT PRIMARY KEY, tat REAL NOT NULL DEFAULT 0, hold_until REAL NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL);
+CREATE TABLE IF NOT EXISTS embedded (
+    scope TEXT NOT NULL, doc_id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (scope, doc_id)
+);
 CREATE TABLE IF NOT EXISTS merchants (
     merchant_id TEXT PRIMARY KEY, installed INTEGER NOT NULL DEFAULT 0,
     install_version INTEGER NOT NULL DEFAULT 0, access_token BLOB, refresh_token BLOB,
@@ -59,7 +65,22 @@ class SqliteStateStore(StateStore):
         self._lock = threading.Lock()
         self._writes = 0
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """One short transaction in a worker thread: a busy database (another process holds
+        the write lock, up to busy_timeout) must not stall the event loop."""
+        return await asyncio.to_thread(self._transact, work)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def read() -> T:
+            with self._lock:
+                try:
+                    return work(self._db)
+                except sqlite3.Error as error:
+                    raise TransientError(f"state store failed: {error}") from error
+
+        return await asyncio.to_thread(read)
+
+    def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -96,27 +117,28 @@ class SqliteStateStore(StateStore):
                 verdicts.append(verdict)
             return verdicts
 
-        verdicts = self._transaction(work)
+        verdicts = await self._transaction(work)
         before, self._writes = self._writes, self._writes + len(settlements)
         if self._writes // 5000 != before // 5000:
-            self._transaction(
+            await self._transaction(
                 lambda db: db.execute("DELETE FROM settlements WHERE expires_at <= ?", (now,))
             )
         return verdicts
 
     async def get_merchant(self, merchant_id: int) -> MerchantRecord | None:
-        with self._lock:
-            row = self._db.execute(
+        row = await self._read(
+            lambda db: db.execute(
                 "SELECT installed, install_version, access_token, refresh_token, expires_at, scope,"
                 " token_version FROM merchants WHERE merchant_id = ?",
                 (str(merchant_id),),
             ).fetchone()
+        )
         if row is None:
             return None
         return MerchantRecord(merchant_id, bool(row[0]), *row[1:])
 
     async def set_installed(self, merchant_id: int, installed: bool, version: int) -> bool:
-        return self._versioned_update(
+        return await self._versioned_update(
             merchant_id,
             "install_version",
             version,
@@ -125,7 +147,7 @@ class SqliteStateStore(StateStore):
         )
 
     async def set_tokens(self, merchant_id: int, tokens: EncryptedTokens, version: int) -> bool:
-        return self._versioned_update(
+        return await self._versioned_update(
             merchant_id,
             "token_version",
             version,
@@ -133,7 +155,7 @@ class SqliteStateStore(StateStore):
             (tokens.access_token, tokens.refresh_token, tokens.expires_at, tokens.scope, version),
         )
 
-    def _versioned_update(
+    async def _versioned_update(
         self,
         merchant_id: int,
         version_column: str,
@@ -152,7 +174,7 @@ class SqliteStateStore(StateStore):
             )
             return cursor.rowcount == 1
 
-        return self._transaction(work)
+        return await self._transaction(work)
 
     # -- jobs -----------------------------------------------------------------------------------
     async def create_job_unless_active(self, job: SyncJob) -> tuple[SyncJob, bool]:
@@ -175,20 +197,22 @@ class SqliteStateStore(StateStore):
             db.execute("INSERT OR REPLACE INTO merchant_jobs VALUES (?, ?)", (merchant, job.job_id))
             return job, True
 
-        return self._transaction(work)
+        return await self._transaction(work)
 
     async def get_job(self, job_id: str) -> SyncJob | None:
-        with self._lock:
-            row = self._db.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = await self._read(
+            lambda db: db.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        )
         return SyncJob.from_json(row[0]) if row else None
 
     async def latest_job(self, merchant_id: int) -> SyncJob | None:
-        with self._lock:
-            row = self._db.execute(
+        row = await self._read(
+            lambda db: db.execute(
                 "SELECT j.doc FROM merchant_jobs m JOIN jobs j ON j.job_id = m.job_id"
                 " WHERE m.merchant_id = ?",
                 (str(merchant_id),),
             ).fetchone()
+        )
         return SyncJob.from_json(row[0]) if row else None
 
     async def save_job(self, job: SyncJob, *, expected_seq: int) -> bool:
@@ -199,7 +223,7 @@ class SqliteStateStore(StateStore):
             )
             return cursor.rowcount == 1
 
-        return self._transaction(work)
+        return await self._transaction(work)
 
     # -- leases ---------------------------------------------------------------------------------
     async def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
@@ -214,10 +238,10 @@ class SqliteStateStore(StateStore):
             )
             return cursor.rowcount == 1
 
-        return self._transaction(work)
+        return await self._transaction(work)
 
     async def release_lock(self, name: str, owner: str) -> None:
-        self._transaction(
+        await self._transaction(
             lambda db: db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
         )
 
@@ -245,9 +269,11 @@ class SqliteStateStore(StateStore):
                 )
             return wait
 
-        return self._transaction(work)
+        return await self._transaction(work)
 
-    async def hold_slots(self, key: str, until_epoch: float) -> None:
+    async def hold_slots(self, key: str, seconds: float) -> None:
+        until_epoch = time.time() + seconds
+
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO rate_slots (key, hold_until) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
@@ -255,7 +281,55 @@ class SqliteStateStore(StateStore):
                 (key, until_epoch),
             )
 
-        self._transaction(work)
+        await self._transaction(work)
+
+    async def put_record(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        expires = time.time() + ttl_seconds
+        await self._transaction(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?)", (key, value, expires)
+            )
+        )
+
+    async def get_record(self, key: str) -> bytes | None:
+        row = await self._transaction(
+            lambda db: db.execute(
+                "SELECT value FROM records WHERE key = ? AND expires_at > ?", (key, time.time())
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    async def drop_record(self, key: str) -> None:
+        await self._transaction(lambda db: db.execute("DELETE FROM records WHERE key = ?", (key,)))
+
+    async def embedded_digests(self, scope: str, doc_ids: list[str]) -> dict[str, str]:
+        def work(db: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            for start in range(0, len(doc_ids), 500):  # SQLite's bound-parameter limit
+                chunk = doc_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT doc_id, digest FROM embedded"  # noqa: S608 - marks are ours
+                    f" WHERE scope = ? AND doc_id IN ({marks})"
+                )
+                found.update(db.execute(query, (scope, *chunk)).fetchall())
+            return found
+
+        return await self._transaction(work)
+
+    async def record_embedded(self, scope: str, digests: dict[str, str | None]) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            for doc_id, digest in digests.items():
+                if digest is None:
+                    db.execute(
+                        "DELETE FROM embedded WHERE scope = ? AND doc_id = ?", (scope, doc_id)
+                    )
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO embedded VALUES (?, ?, ?)", (scope, doc_id, digest)
+                    )
+
+        await self._transaction(work)
 
     async def ping(self) -> None:
         with self._lock:

@@ -93,6 +93,29 @@ class StateStore(abc.ABC):
     async def release_lock(self, name: str, owner: str) -> None:
         """Release only if `owner` still holds it."""
 
+    # -- write-ahead records --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_record(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Keep `value` under `key` until it is dropped or expires (written before anything
+        that could lose it can fail: Salla's single-use token answers)."""
+
+    @abc.abstractmethod
+    async def get_record(self, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def drop_record(self, key: str) -> None: ...
+
+    # -- what the vector index holds (RAG) ------------------------------------------------------
+    @abc.abstractmethod
+    async def embedded_digests(self, scope: str, doc_ids: list[str]) -> dict[str, str]:
+        """The content digest last embedded for each of `doc_ids` in `scope` (ids never embedded
+        are absent). Kept here, not read back from the vector index: Pinecone serverless reads
+        are eventually consistent, so a fetch right after an upsert can answer an older state."""
+
+    @abc.abstractmethod
+    async def record_embedded(self, scope: str, digests: dict[str, str | None]) -> None:
+        """Record what the index now holds; None forgets a document (its vector was deleted)."""
+
     # -- shared rate limits (GCRA) --------------------------------------------------------------
     @abc.abstractmethod
     async def reserve_slot(
@@ -103,8 +126,9 @@ class StateStore(abc.ABC):
         reserved: the caller reschedules instead, and gets the wait to reschedule by."""
 
     @abc.abstractmethod
-    async def hold_slots(self, key: str, until_epoch: float) -> None:
-        """Nobody gets a slot of `key` before `until_epoch` (after a 429)."""
+    async def hold_slots(self, key: str, seconds: float) -> None:
+        """Nobody gets a slot of `key` for `seconds` from now (after a 429), by the store's
+        clock (the one reserve_slot uses), not the caller's."""
 
     @abc.abstractmethod
     async def ping(self) -> None: ...

@@ -60,8 +60,14 @@ class Warehouse(abc.ABC):
         """Insert and wait for confirmation. Raises TransientError on any failure."""
 
     @abc.abstractmethod
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
-        """Run a read-only query."""
+    def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        read_after_write: bool = False,
+    ) -> QueryResult:
+        """Run a read-only query (`read_after_write`: must see every confirmed insert)."""
 
     @abc.abstractmethod
     def ping(self) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ def product_version(
     product: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
 ) -> ProductVersion:
     price = product.get("price")
-    return ProductVersion(
+    version_ = ProductVersion(
         merchant_id=merchant_id,
         product_id=product_id_of(product),
         version=version,
@@ -65,6 +66,17 @@ def product_version(
         ),
         sale_ends_at=_sale_end(product),
     )
+    # Carried as null: unlimited stock (quantity null), a sale or a cost removed, text emptied.
+    carried = {
+        "description": "description" in product,
+        "sku": "sku" in product,
+        "sale_price": "sale_price" in product,
+        "quantity": "quantity" in product,
+        "category": "categories" in product,
+        "cost_price": "cost_price" in product or "cost" in product,
+    }
+    cleared = tuple(f for f, present in carried.items() if present and getattr(version_, f) is None)
+    return replace(version_, cleared=cleared) if cleared else version_
 
 
 def _sale_end(product: dict[str, Any]) -> datetime | None:

@@ -6,9 +6,10 @@ warehouse gets the id, city, country and currency.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
@@ -30,6 +31,9 @@ CART_EVENTS = frozenset(
 CART_PURCHASED = "abandoned.cart.purchased"
 
 
+T = TypeVar("T")
+
+
 def customer_updated_at(customer: dict[str, Any]) -> datetime | None:
     return parse_optional_datetime(customer.get("updated_at"), field="customer.updated_at")
 
@@ -44,7 +48,7 @@ def customer_version(
 ) -> CustomerVersion:
     """`signed_up`: this is customer.created, whose time is the sign-up time (later updates
     never move it: the warehouse keeps the earliest)."""
-    return CustomerVersion(
+    version_ = CustomerVersion(
         merchant_id=merchant_id,
         customer_id=parse_id(customer.get("id"), field="customer.id"),
         version=version,
@@ -56,6 +60,7 @@ def customer_version(
         updated_at=customer_updated_at(customer),
         created_at=event_time if signed_up else None,
     )
+    return _with_cleared(version_, customer, {"city": "city", "country": "country"})
 
 
 def cart_updated_at(cart: dict[str, Any]) -> datetime | None:
@@ -75,7 +80,7 @@ def cart_version(
     total = cart.get("total", cart.get("totla"))
     customer = obj(cart.get("customer"), field="cart.customer")
     coupon = obj(cart.get("coupon"), field="cart.coupon")
-    return AbandonedCartVersion(
+    version_ = AbandonedCartVersion(
         merchant_id=merchant_id,
         cart_id=parse_id(cart.get("id"), field="cart.id"),
         version=version,
@@ -98,6 +103,16 @@ def cart_version(
         recovered_at=event_time if purchased else None,
         items=_cart_items(cart.get("items")),
     )
+    # `coupon: null` is a coupon taken off the cart.
+    return _with_cleared(version_, cart, {"coupon_code": "coupon", "discount": "total_discount"})
+
+
+def _with_cleared(entity: T, payload: dict[str, Any], sources: dict[str, str]) -> T:
+    """The entity, listing the fields whose payload key is present but gave no value."""
+    cleared = tuple(
+        name for name, key in sources.items() if key in payload and getattr(entity, name) is None
+    )
+    return replace(entity, cleared=cleared) if cleared else entity  # type: ignore[type-var]
 
 
 def _cart_status(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from data_pipeline.domain import (
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import Envelope
 from data_pipeline.domain.model import MerchantChange, OrderVersion, WarehouseEntity
-from data_pipeline.domain.versioning import make_version, rank_for_event
+from data_pipeline.domain.versioning import make_version, order_progress, rank_for_event
 from data_pipeline.errors import InvalidPayload
 
 
@@ -45,19 +45,25 @@ def is_modeled(event: str) -> bool:
     return event in HANDLERS
 
 
-def _stamp(envelope: Envelope, own_time: datetime | None) -> tuple[int, datetime]:
+def _stamp(
+    envelope: Envelope, own_time: datetime | None, progress: int = 0
+) -> tuple[int, datetime]:
     """Version and event time: the entity's own update time, else the envelope's created_at."""
     event_time = own_time or envelope.created_at
     if event_time is None:
         raise InvalidPayload("event has no created_at and the entity no update time")
     rank = rank_for_event(envelope.event)
-    return make_version(event_time, rank, envelope.body_sha256), event_time
+    return make_version(event_time, rank, envelope.body_sha256, progress), event_time
 
 
 def _order(envelope: Envelope) -> Transformation:
     order = orders.unwrap_order(envelope.data)
     own = parse_optional_datetime(order.get("updated_at"), field="order.updated_at")
-    version, event_time = _stamp(envelope, own)
+    status = order.get("status")
+    slug = status.get("slug") if isinstance(status, dict) else None
+    version, event_time = _stamp(
+        envelope, own, order_progress(slug if isinstance(slug, str) else None)
+    )
     merchant = envelope.merchant_id
     if envelope.event == "order.deleted":
         tombstone = OrderVersion(

@@ -76,6 +76,9 @@ class OrderVersion:
     coupon_code: str | None = None
     is_draft: bool | None = None  # a draft is not a sale
     is_deleted: bool = False
+    # Fields the payload set to null (or emptied), as opposed to fields it did not carry: None
+    # means "not in this payload" everywhere else, and must not hide a value that was removed.
+    cleared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ class ProductVersion:
     # the sale price only while a sale runs.
     sale_ends_at: datetime | None = None
     is_deleted: bool = False
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,7 @@ class CustomerVersion:
     currency: str | None = None
     updated_at: datetime | None = None
     created_at: datetime | None = None  # sign-up time: set by customer.created only
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ class AbandonedCartVersion:
     recovered_order_id: int | None = None
     recovered_at: datetime | None = None  # set by abandoned.cart.purchased
     items: tuple[CartItem, ...] | None = None  # the whole set, when the payload has one
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)

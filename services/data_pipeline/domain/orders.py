@@ -11,6 +11,7 @@ the order's other fields come from the versions that carried them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -60,7 +61,7 @@ def order_version(
     shipping = obj(order.get("shipping"), field="order.shipping")
     address = obj(shipping.get("address"), field="order.shipping.address")
     customer = obj(order.get("customer"), field="order.customer")
-    return OrderVersion(
+    version_ = OrderVersion(
         merchant_id=merchant_id,
         order_id=order_id,
         version=version,
@@ -90,6 +91,15 @@ def order_version(
         source=text(order.get("source"), field="order.source", limit=64),
         created_at=parse_optional_datetime(order.get("date"), field="order.date"),
     )
+    # Carried but empty: the coupon was removed, the fee dropped, the method unset.
+    carried = {
+        "coupon_code": "discounts" in amounts,
+        "discount": "discounts" in amounts,
+        "cod_fee": "cash_on_delivery" in amounts,
+        "payment_method": "payment_method" in order,
+    }
+    cleared = tuple(f for f, present in carried.items() if present and getattr(version_, f) is None)
+    return replace(version_, cleared=cleared) if cleared else version_
 
 
 def order_item_set(order: dict[str, Any], *, merchant_id: int, version: int) -> OrderItemSet | None:

@@ -102,11 +102,39 @@ class Cursor:
     listing_done: bool = False  # no list pages left in this resource (or order slice)
     recent_ids: list[int] = field(default_factory=list)  # ids on the page before this one
     empty_retries: int = 0  # empty pages in a row while pagination claimed more
+    # Offset pages shift when rows are deleted between requests minutes apart, and an empty
+    # page is passed over after its retries: either can skip rows. So an order slice is
+    # re-listed once (queuing only orders it has not seen) unless its total is unchanged and
+    # no page was passed over.
+    slice_total: int | None = None  # the slice's row count when its listing began
+    slice_ids: list[int] = field(default_factory=list)  # orders of the slice already queued
+    passed_over: bool = False  # an empty page that claimed more was believed
+    verifying: bool = False  # this is the re-listing
+    verified: bool = False  # nothing left to check in this slice
 
     def label(self) -> str:
         if self.resource == "orders":
-            return f"orders:s{self.slice}p{self.page}"
+            return f"orders:s{self.slice}{'v' if self.verifying else ''}p{self.page}"
         return f"{self.resource}:p{self.page}"
+
+    @property
+    def needs_check(self) -> bool:
+        return (
+            self.resource == "orders"
+            and self.listing_done
+            and not self.pending
+            and not self.verified
+        )
+
+    def checked(self, total_now: int | None) -> None:
+        """The slice's total was probed again once its listing ended: done if nothing can
+        have been skipped (or this was the re-listing already), else list it once more."""
+        unchanged = total_now is not None and total_now == self.slice_total
+        if self.verifying or (unchanged and not self.passed_over):
+            self.verified = True
+            return
+        self.verifying, self.listing_done = True, False
+        self.params, self.page, self.recent_ids, self.passed_over = {}, 1, [], False
 
     def listed(self, row_ids: list[int], next_params: dict[str, str] | None) -> None:
         """A list page was read (and its rows taken care of, or queued in `pending`)."""
@@ -220,7 +248,7 @@ def next_resource(resource: str) -> str | None:
 def advance(job: SyncJob) -> None:
     """Move past a finished resource (or order slice); complete the job after the last."""
     cursor = job.cursor
-    if cursor.pending or not cursor.listing_done:
+    if cursor.pending or not cursor.listing_done or cursor.needs_check:
         return
     if cursor.resource == "orders" and cursor.slice + 1 < len(job.order_slices()):
         job.cursor = Cursor(resource="orders", slice=cursor.slice + 1)

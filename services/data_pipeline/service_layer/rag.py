@@ -54,11 +54,19 @@ class EmbedRequest:
     merchant_id: int
     products: tuple[int, ...] = ()
     orders: tuple[int, ...] = ()
+    # The version the load confirmed per document ("product:1" → version): a warehouse read
+    # that answers an older one came from a replica that has not caught up, and is retried.
+    versions: dict[str, int] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {"merchantId": self.merchant_id, "products": self.products, "orders": self.orders}
-        )
+        document: dict[str, Any] = {
+            "merchantId": self.merchant_id,
+            "products": self.products,
+            "orders": self.orders,
+        }
+        if self.versions:
+            document["versions"] = self.versions
+        return orjson.dumps(document)
 
     @classmethod
     def parse(cls, raw: bytes) -> EmbedRequest:
@@ -74,7 +82,18 @@ class EmbedRequest:
             if len(values) > MAX_IDS_PER_MESSAGE:
                 raise InvalidPayload(f"embed: more than {MAX_IDS_PER_MESSAGE} {name}")
             lists[name] = tuple(dict.fromkeys(values))
-        return cls(merchant, lists["products"], lists["orders"])
+        versions = document.get("versions", {})  # absent in messages queued by older releases
+        if not isinstance(versions, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64
+            for v in versions.values()
+        ):
+            raise InvalidPayload("embed: versions must map document ids to versions")
+        announced = {f"product:{i}" for i in lists["products"]} | {
+            f"order:{i}" for i in lists["orders"]
+        }
+        if not set(versions) <= announced:
+            raise InvalidPayload("embed: versions names a document the message does not announce")
+        return cls(merchant, lists["products"], lists["orders"], versions)
 
 
 def _is_id(value: Any) -> bool:
@@ -82,17 +101,24 @@ def _is_id(value: Any) -> bool:
 
 
 def announcement_for(merchant_id: int, entities: Iterable[Any]) -> EmbedRequest | None:
-    """The products and orders a loaded batch touched, or None when there are none."""
+    """The products and orders a loaded batch touched, with the newest version loaded of each,
+    or None when there are none."""
     products: dict[int, None] = {}
     orders: dict[int, None] = {}
+    versions: dict[str, int] = {}
     for entity in entities:
         if isinstance(entity, ProductVersion) and entity.merchant_id == merchant_id:
             products[entity.product_id] = None
+            doc_id = f"product:{entity.product_id}"
         elif isinstance(entity, OrderVersion | OrderItemSet) and entity.merchant_id == merchant_id:
             orders[entity.order_id] = None
+            doc_id = f"order:{entity.order_id}"
+        else:
+            continue
+        versions[doc_id] = max(versions.get(doc_id, 0), entity.version)
     if not products and not orders:
         return None
-    return EmbedRequest(merchant_id, tuple(products), tuple(orders))
+    return EmbedRequest(merchant_id, tuple(products), tuple(orders), versions)
 
 
 class EmbedFeed:
@@ -119,14 +145,18 @@ class EmbedFeed:
 
 def _split(request: EmbedRequest) -> list[EmbedRequest]:
     size = MAX_IDS_PER_MESSAGE
+    merchant, versions = request.merchant_id, request.versions
+
+    def part(products: tuple[int, ...], orders: tuple[int, ...]) -> EmbedRequest:
+        ids = {f"product:{i}" for i in products} | {f"order:{i}" for i in orders}
+        return EmbedRequest(
+            merchant, products, orders, {d: versions[d] for d in ids if d in versions}
+        )
+
     parts = [
-        EmbedRequest(request.merchant_id, request.products[i : i + size], ())
-        for i in range(0, len(request.products), size)
+        part(request.products[i : i + size], ()) for i in range(0, len(request.products), size)
     ]
-    parts += [
-        EmbedRequest(request.merchant_id, (), request.orders[i : i + size])
-        for i in range(0, len(request.orders), size)
-    ]
+    parts += [part((), request.orders[i : i + size]) for i in range(0, len(request.orders), size)]
     return parts
 
 
@@ -137,6 +167,7 @@ class IndexReport:
     deleted: int = 0  # vectors removed because the entity was deleted
     missing: int = 0  # not in the warehouse (nothing to index)
     busy: list[str] = field(default_factory=list)  # locked by a concurrent delivery
+    behind: list[str] = field(default_factory=list)  # the read answered an older version
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -145,11 +176,17 @@ class IndexReport:
             "deleted": self.deleted,
             "missing": self.missing,
             "busy": len(self.busy),
+            "behind": len(self.behind),
         }
 
 
 class IndexBusy(TransientError):
     """Some documents are being indexed by another delivery; retry shortly."""
+
+
+class WarehouseBehind(TransientError):
+    """The warehouse answered an older version than the load confirmed (a replica catching up);
+    indexing what it answered would leave the index stale, so the documents are retried."""
 
 
 class RagIndexer:
@@ -190,6 +227,11 @@ class RagIndexer:
                 ),
                 return_exceptions=True,
             )
+        if report.behind:
+            raise WarehouseBehind(
+                f"the warehouse has not caught up with {len(report.behind)} documents",
+                retry_after=BUSY_RETRY_SECONDS,
+            )
         if report.busy:
             raise IndexBusy(
                 f"{len(report.busy)} documents are being indexed by another delivery",
@@ -213,12 +255,25 @@ class RagIndexer:
             for order_id, row in orders.rows.items()
         ]
         gone = [f"product:{i}" for i in products.deleted] + [f"order:{i}" for i in orders.deleted]
+        seen = {f"product:{i}": row["version"] for i, row in products.rows.items()}
+        seen |= {f"order:{i}": row["version"] for i, row in orders.rows.items()}
+        seen |= dict.fromkeys(gone, 2**64)  # a deletion is visible: nothing older can follow
+        report.behind = [
+            doc_id
+            for doc_id in sorted(mine)
+            if doc_id in request.versions and seen.get(doc_id, -1) < request.versions[doc_id]
+        ]
+        if report.behind:
+            behind = set(report.behind)
+            documents = [d for d in documents if d.doc_id not in behind]
+            mine = mine - behind
         report.missing = len(mine) - len(documents) - len(gone)
         namespace = namespace_for(merchant)
-        stored = await self._index.fetch_metadata(namespace, [d.doc_id for d in documents] + gone)
-        changed = [
-            d for d in documents if stored.get(d.doc_id, {}).get("content_hash") != d.content_hash
-        ]
+        # What the index holds comes from our own record of what we embedded, not from a fetch:
+        # Pinecone's reads are eventually consistent and can answer a state older than our
+        # last upsert (https://docs.pinecone.io/reference/api/known-limitations).
+        embedded = await self._state.embedded_digests(namespace, [d.doc_id for d in documents])
+        changed = [d for d in documents if embedded.get(d.doc_id) != d.content_hash]
         report.unchanged = len(documents) - len(changed)
         if changed:
             vectors = await self._embedder.embed([d.text for d in changed], "passage")
@@ -230,10 +285,15 @@ class RagIndexer:
                 ],
             )
             report.embedded = len(changed)
-        stale = [doc_id for doc_id in gone if doc_id in stored]
-        if stale:
-            await self._index.delete(namespace, stale)
-            report.deleted = len(stale)
+        if gone:
+            # Unconditionally (deletes are idempotent): whether the vector exists cannot be
+            # known from an eventually consistent read.
+            await self._index.delete(namespace, gone)
+            report.deleted = len(gone)
+        record: dict[str, str | None] = {d.doc_id: d.content_hash for d in changed}
+        record |= dict.fromkeys(gone)
+        if record:
+            await self._state.record_embedded(namespace, record)
 
 
 class RagSearch:

@@ -75,9 +75,9 @@ class RequestBudget:
             self.limit_per_minute = rate.limit
         if rate.remaining is not None and rate.remaining < self.burst:
             missing = self.burst - rate.remaining
-            await self._state.hold_slots(self._key, time.time() + missing * self.interval)
+            await self._state.hold_slots(self._key, missing * self.interval)
 
     async def hold(self, seconds: float, *, customers: bool = False) -> None:
         """After a 429: nobody sends (to that budget) for this merchant for `seconds`."""
         key = f"{self._key}:customers" if customers else self._key
-        await self._state.hold_slots(key, time.time() + seconds)
+        await self._state.hold_slots(key, seconds)

@@ -224,7 +224,13 @@ class SyncOrchestrator:
         job = await self._state.get_job(job_id)
         if job is None or job.seq != seq or not job.status.active:
             return
-        await self._finish_failed(job, seq, error)
+        lease, owner = f"sync-step:{job_id}", f"fail-{uuid.uuid4().hex}"
+        if not await self._state.acquire_lock(lease, owner, 30):
+            return  # a copy of this step is running: it carries the job on, never fail it
+        try:
+            await self._finish_failed(job, seq, error)
+        finally:
+            await self._state.release_lock(lease, owner)
 
     # -- the queue's side ------------------------------------------------------------------------
     async def run_step(self, job_id: str, seq: int, *, message_id: str) -> str:
@@ -324,7 +330,8 @@ class SyncOrchestrator:
         job.seq = expected + 1
         job.touch(datetime.now(UTC))
         job.finished_at = _now_iso()
-        await self._state.save_job(job, expected_seq=expected)
+        if not await self._state.save_job(job, expected_seq=expected):
+            return "superseded"  # another copy moved the job on; its state stands
         log.warning("sync_failed", job=job.job_id, merchant=job.merchant_id, error=job.error)
         return "failed"
 
@@ -368,6 +375,8 @@ class _StepRun:
             await self._list_page()
         if self.stop is None and cursor.pending:
             await self._fetch_details()
+        if self.stop is None and cursor.needs_check:
+            await self._check_slice()
         advance(self.job)
         self.job.rate_limit_per_minute = self.budget.limit_per_minute
 
@@ -464,11 +473,13 @@ class _StepRun:
         except Exception as error:
             self._record_stop(error)
             return
-        if not page.rows and page.claims_more and cursor.empty_retries < EMPTY_PAGE_RETRIES:
-            cursor.empty_retries += 1
-            delay = self.owner.backoff(cursor.empty_retries)
-            self.stop = _Stop("retry_empty", delay, "empty page while pagination claims more")
-            return
+        if not page.rows and page.claims_more:
+            if cursor.empty_retries < EMPTY_PAGE_RETRIES:
+                cursor.empty_retries += 1
+                delay = self.owner.backoff(cursor.empty_retries)
+                self.stop = _Stop("retry_empty", delay, "empty page while pagination claims more")
+                return
+            cursor.passed_over = True  # believed; the slice is re-listed to find its rows
         if cursor.resource != "orders" and job.totals[cursor.resource] is None:
             job.totals[cursor.resource] = page.total
         if cursor.resource == "orders":
@@ -477,11 +488,39 @@ class _StepRun:
             await self._load_rows(cursor.resource, page.rows)
         cursor.listed([_row_id(r) for r in page.rows if _row_id(r) is not None], page.next_params)
 
+    async def _check_slice(self) -> None:
+        """Probe the slice's total once its listing is done (one request per slice)."""
+        cursor = self.job.cursor
+        start, end = self.job.order_slices()[cursor.slice].query_range()
+        gateway = self.owner._gateway
+        try:
+            probe = await self._send(
+                "orders.list",
+                lambda t: gateway.list_orders(t, start=start, end=end, params={}, per_page=1),
+                _page_rate,
+            )
+        except Exception as error:
+            self._record_stop(error)
+            return
+        if not cursor.verifying and probe.total != cursor.slice_total:
+            log.info(
+                "sync_slice_relisted",
+                job=self.job.job_id,
+                slice=cursor.slice,
+                total_before=cursor.slice_total,
+                total_now=probe.total,
+            )
+        cursor.checked(probe.total)
+
     def _queue_orders(self, page: Page) -> None:
         """Queue the page's orders created inside this slice for their detail fetch."""
         job, cursor = self.job, self.job.cursor
         part = job.order_slices()[cursor.slice]
         seen = set(cursor.recent_ids)
+        if cursor.verifying:
+            seen |= set(cursor.slice_ids)
+        elif cursor.page == 1:
+            cursor.slice_total = page.total
         for row in page.rows:
             order_id = _row_id(row)
             if order_id is None:
@@ -496,6 +535,7 @@ class _StepRun:
                 continue
             if part.contains(created.astimezone(RIYADH).date()):
                 cursor.pending.append(order_id)
+                cursor.slice_ids.append(order_id)
 
     # -- details -------------------------------------------------------------------------------
     async def _fetch_details(self) -> None:

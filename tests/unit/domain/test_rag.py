@@ -157,6 +157,11 @@ def test_filters_normalise_to_operator_form():
         b'{"merchantId": 1, "products": [1.5]}',
         b'{"merchantId": 1, "orders": {"1": 1}}',
         b'{"merchantId": 18446744073709551616}',
+        b'{"merchantId": 1, "products": [1], "versions": [1]}',
+        b'{"merchantId": 1, "products": [1], "versions": {"product:1": -1}}',
+        b'{"merchantId": 1, "products": [1], "versions": {"product:1": true}}',
+        b'{"merchantId": 1, "products": [1], "versions": {"product:1": "7"}}',
+        b'{"merchantId": 1, "products": [1], "versions": {"order:1": 7}}',
     ],
 )
 def test_embed_messages_are_validated(raw):
@@ -179,6 +184,20 @@ def test_announcements_name_only_products_and_orders_of_the_merchant():
     ]
     assert announcement_for(5, entities) == EmbedRequest(5, (1,), (2,))
     assert announcement_for(5, entities[2:]) is None
+
+
+def test_announcements_carry_the_newest_version_loaded_of_each_document():
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    entities = [
+        ProductVersion(merchant_id=5, product_id=1, version=9, event_time=at),
+        ProductVersion(merchant_id=5, product_id=1, version=4, event_time=at),
+        OrderVersion(merchant_id=5, order_id=2, version=2**63, event_time=at),
+    ]
+    request = announcement_for(5, entities)
+    assert request.versions == {"product:1": 9, "order:2": 2**63}
+    assert EmbedRequest.parse(request.to_json()).versions == request.versions
+    # A message queued by a release without versions still parses (and checks nothing).
+    assert EmbedRequest.parse(b'{"merchantId": 5, "products": [1]}').versions == {}
 
 
 def test_an_exact_match_is_first_even_with_a_poor_vector_score():

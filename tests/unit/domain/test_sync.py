@@ -113,13 +113,42 @@ def test_the_cursor_walks_pages_slices_and_resources_then_completes():
     assert running.cursor.label() == "orders:s0p1"
     for index in range(len(running.order_slices())):
         assert running.cursor.slice == index
+        running.cursor.slice_total = 1
         running.cursor.pending = [7]
         running.cursor.listed([7], None)
         advance(running)
         assert running.cursor.slice == index  # details still due
         running.cursor.pending = []
         advance(running)
+        assert running.cursor.slice == index and running.cursor.needs_check  # total re-probed
+        running.cursor.checked(1)  # unchanged: nothing can have been skipped
+        advance(running)
     assert running.status is JobStatus.COMPLETED
+
+
+def test_a_slice_whose_total_changed_or_skipped_an_empty_page_is_listed_once_more():
+    running = job(status=JobStatus.RUNNING)
+    running.cursor = Cursor(resource="orders", slice_total=130, page=4, listing_done=True)
+    running.cursor.slice_ids = [1, 2, 3]
+    running.cursor.checked(129)  # an order was deleted while the slice was paged
+    cursor = running.cursor
+    assert (cursor.verifying, cursor.listing_done, cursor.page, cursor.params) == (
+        True,
+        False,
+        1,
+        {},
+    )
+    assert cursor.label() == "orders:s0vp1" and cursor.slice_ids == [1, 2, 3]
+    cursor.listed([9], None)
+    assert cursor.needs_check
+    cursor.checked(128)  # the re-listing is the last word, whatever the total says now
+    assert cursor.verified and not cursor.needs_check
+    advance(running)
+    assert running.cursor.slice == 1 and not running.cursor.verifying
+
+    passed_over = Cursor(resource="orders", slice_total=50, listing_done=True, passed_over=True)
+    passed_over.checked(50)  # the total is the same, but an empty page was believed
+    assert passed_over.verifying
 
 
 @given(

@@ -16,6 +16,7 @@ import contextlib
 import heapq
 import itertools
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -63,8 +64,10 @@ class Dispatcher:
         concurrency: int = 64,
         hold: bool = False,
         routes: dict[str, str] | None = None,
+        clock_skew_seconds: int = 0,
     ) -> None:
         self._store = store
+        self._clock_skew = clock_skew_seconds
         self._signing_key = signing_key
         self.concurrency = concurrency
         self._hold = hold  # accept and keep messages but never deliver (for benchmarks)
@@ -348,7 +351,12 @@ class Dispatcher:
         headers = {name: values[-1] for name, values in message.headers.items()}
         headers.update(
             {
-                "Upstash-Signature": sign_delivery(message.url, message.body, self._signing_key()),
+                "Upstash-Signature": sign_delivery(
+                    message.url,
+                    message.body,
+                    self._signing_key(),
+                    now=int(time.time()) + self._clock_skew,
+                ),
                 "Upstash-Message-Id": message.message_id,
                 "Upstash-Retried": str(message.retried),
             }

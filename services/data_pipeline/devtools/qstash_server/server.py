@@ -29,6 +29,9 @@ class QStashDevConfig:
     hold: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     finished_retention_ms: int = FINISHED_RETENTION_MS
+    # QStash's clock relative to ours: tokens are stamped at QStash's "now" in whole seconds, so a
+    # worker whose clock lags sees `iat`/`nbf` in its future (tests set a positive skew).
+    clock_skew_seconds: int = 0
     # Destination prefix → where to deliver instead (tests stand in for external hosts).
     routes: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +59,7 @@ class QStashDevServer:
             concurrency=config.concurrency,
             hold=config.hold,
             routes=config.routes,
+            clock_skew_seconds=config.clock_skew_seconds,
         )
         self.state = ServerState(
             store=store,

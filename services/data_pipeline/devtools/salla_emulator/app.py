@@ -281,6 +281,18 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
         state.used_refresh_tokens[presented] = store.merchant_id
         state.stats["refreshes"] += 1
         store.tokens = new_tokens()
+        script = next((f for f in state.faults.scripted if f["path"] == "/oauth2/token"), None)
+        if script is not None:
+            # Salla has rotated the tokens; the answer is what goes wrong (tests of the
+            # write-ahead): a body that is not the documented shape, or no answer in time.
+            script["count"] -= 1
+            if script["count"] <= 0:
+                state.faults.scripted.remove(script)
+            if script.get("answer") == "hang":
+                await asyncio.sleep(state.faults.hang_seconds)
+            else:
+                renamed = {"token": store.tokens.access_token, "renew": store.tokens.refresh_token}
+                return JSONResponse({"status": 200, "success": True, "data": renamed})
         return JSONResponse(
             {
                 "access_token": store.tokens.access_token,
@@ -320,6 +332,14 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             store.tokens.expires_at = time.time() - 1
         return JSONResponse(token_document(store.tokens))
 
+    async def delete_order(request: Request) -> Response:
+        """The merchant deletes an order: later list rows shift up one place."""
+        store = state.stores[int(request.path_params["merchant_id"])]
+        order_id = int(request.path_params["order_id"])
+        if store.orders.pop(order_id, None) is not None:
+            store.order_ids_by_date.remove(order_id)
+        return JSONResponse({"deleted": order_id})
+
     async def order_status(request: Request) -> Response:
         store = state.stores[int(request.path_params["merchant_id"])]
         slug = (await request.json())["slug"]
@@ -346,6 +366,7 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
                 "status": int(spec["status"]),
                 "count": int(spec.get("count", 1)),
                 "retry_after": spec.get("retry_after"),
+                "answer": spec.get("answer"),  # /oauth2/token: "unreadable" or "hang"
             }
         )
         return JSONResponse({"faults": fault_document()})
@@ -397,6 +418,11 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
                 "/_emulator/merchants/{merchant_id:int}/orders/{order_id:int}/status",
                 order_status,
                 methods=["POST"],
+            ),
+            Route(
+                "/_emulator/merchants/{merchant_id:int}/orders/{order_id:int}",
+                delete_order,
+                methods=["DELETE"],
             ),
             Route("/_emulator/config", configure, methods=["PUT"]),
             Route("/_emulator/faults", add_fault, methods=["POST"]),

@@ -57,6 +57,9 @@ class EmulatorClient:
     async def expire_token(self, merchant_id: int) -> None:
         await self._call("POST", f"/_emulator/merchants/{merchant_id}/tokens")
 
+    async def delete_order(self, merchant_id: int, order_id: int) -> None:
+        await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/orders/{order_id}")
+
     async def set_order_status(self, merchant_id: int, order_id: int, slug: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             "POST",
@@ -76,8 +79,17 @@ class EmulatorClient:
         count: int = 1,
         path: str = "/admin/v2/",
         retry_after: int | None = None,
+        answer: str | None = None,
     ) -> None:
-        spec = {"status": status, "count": count, "path": path, "retry_after": retry_after}
+        """The next `count` requests under `path` fail with `status`; for `/oauth2/token`,
+        `answer` ("unreadable" or "hang") spoils the answer after Salla rotated the tokens."""
+        spec = {
+            "status": status,
+            "count": count,
+            "path": path,
+            "retry_after": retry_after,
+            "answer": answer,
+        }
         await self._call("POST", "/_emulator/faults", json=spec)
 
     async def stats(self, *, reset: bool = False) -> dict[str, Any]:

@@ -90,6 +90,13 @@ def qstash_dev(
             "for an external host."
         ),
     ] = None,
+    clock_skew: Annotated[
+        int,
+        typer.Option(
+            help="Seconds this server's clock runs ahead of the workers' when it signs "
+            "deliveries (QStash stamps iat/nbf at its own now)."
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
 ) -> None:
     """Run only the local QStash-compatible server (publish, queues, schedules, flow control,
@@ -106,7 +113,12 @@ def qstash_dev(
             fail(f"--route must be PREFIX=TARGET with two http(s) URLs, got {entry!r}")
         routes[prefix] = target
     config = QStashDevConfig(
-        data_dir=(data_dir / "qstash").resolve(), host=host, port=port, hold=hold, routes=routes
+        data_dir=(data_dir / "qstash").resolve(),
+        host=host,
+        port=port,
+        hold=hold,
+        routes=routes,
+        clock_skew_seconds=clock_skew,
     )
     for name, attribute in (
         ("QSTASH_TOKEN", "token"),

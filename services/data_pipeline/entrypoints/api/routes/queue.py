@@ -9,16 +9,17 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
-from qstash.errors import SignatureError
 from starlette.routing import Route
 
 from data_pipeline.adapters.qstash_queue import ACCEPTED_AT_HEADER
+from data_pipeline.adapters.qstash_signature import InvalidSignature
 from data_pipeline.bootstrap import Container
 from data_pipeline.domain.envelope import body_sha256, decode_json_object
 from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import delivery_answer
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 from data_pipeline.service_layer.rag import EmbedRequest
+from data_pipeline.service_layer.sync import StepBusy
 from shared.topics import (
     CDC_DRAIN_PATH,
     CDC_EVENT_PATH,
@@ -53,11 +54,9 @@ def verify_delivery(container: Container, raw: bytes, signature: str | None, pat
         return False
     try:
         container.receiver.verify(
-            signature=signature,
-            body=raw.decode("utf-8"),
-            url=container.settings.delivery_url(path),
+            signature=signature, body=raw, url=container.settings.delivery_url(path)
         )
-    except (SignatureError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+    except InvalidSignature:
         return False
     return True
 
@@ -139,6 +138,12 @@ async def sync_step(request: Request) -> Response:
             job_id, seq, message_id=request.headers.get("upstash-message-id", "")
         )
     except PermanentError as error:
+        return delivery_answer(error)
+    except StepBusy as error:
+        if _is_final_attempt(request, container):
+            # The copy holding the lease carries the job on and publishes the next step; this
+            # duplicate has nothing left to do and must not dead-letter or fail the job.
+            return JSONResponse({"outcome": "busy"})
         return delivery_answer(error)
     except TransientError as error:
         container.metrics.delivery_failures.labels("sync").inc()
