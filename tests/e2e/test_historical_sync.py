@@ -253,6 +253,31 @@ async def test_an_order_deleted_between_list_pages_does_not_hide_the_next_one(
     assert loaded["orders"] == job["counts"]["orders"] == truth["orders"] + 1
 
 
+async def test_a_product_deleted_between_list_pages_does_not_hide_another(
+    sync_stack: SyncStack,
+) -> None:
+    """The same shift in the products listing: its total changed, so it is listed again in
+    full, and the job counts the products the store has now."""
+    await sync_stack.authorize(MERCHANT, orders=50, seed=14)  # 75 products: two pages
+    sync_stack.harness.dispatcher.pause()
+    job_id = await sync_stack.start(MERCHANT, "12m")
+    step = await _next_step(sync_stack)  # the first products page
+    assert (await sync_stack.deliver_step(step.body, message_id=step.message_id)).is_success
+    job = await sync_stack.harness.container.state.get_job(job_id)
+    assert job.cursor.label() == "products:p2" and job.cursor.slice_total == 75
+    first_listed = sync_stack.state.stores[MERCHANT].products[0]["id"]
+    await sync_stack.emulator.delete_product(MERCHANT, first_listed)  # already loaded
+    sync_stack.harness.dispatcher.resume()
+
+    job = await sync_stack.wait(job_id)
+
+    assert job["status"] == "COMPLETED", job
+    truth = await sync_stack.truth(MERCHANT, job)  # 74 products now
+    loaded = await sync_stack.warehouse(MERCHANT)
+    assert loaded["products"] == truth["products"] + 1 == 75  # none skipped; the deleted kept
+    assert job["counts"]["products"] == truth["products"]
+
+
 async def test_an_access_token_expiring_mid_job_is_refreshed_once(sync_stack: SyncStack) -> None:
     tokens = await sync_stack.authorize(MERCHANT, orders=500, seed=8)
     sync_stack.harness.dispatcher.pause()

@@ -103,33 +103,30 @@ class Cursor:
     recent_ids: list[int] = field(default_factory=list)  # ids on the page before this one
     empty_retries: int = 0  # empty pages in a row while pagination claimed more
     # Offset pages shift when rows are deleted between requests minutes apart, and an empty
-    # page is passed over after its retries: either can skip rows. So an order slice is
-    # re-listed once (queuing only orders it has not seen) unless its total is unchanged and
-    # no page was passed over.
-    slice_total: int | None = None  # the slice's row count when its listing began
+    # page is passed over after its retries: either can skip rows. So a listing (an order
+    # slice, all products, all customers) is re-listed once unless its total is unchanged and
+    # no page was passed over. Orders re-listed are fetched only if not seen yet.
+    slice_total: int | None = None  # the listing's row count when it began
     slice_ids: list[int] = field(default_factory=list)  # orders of the slice already queued
     passed_over: bool = False  # an empty page that claimed more was believed
     verifying: bool = False  # this is the re-listing
     verified: bool = False  # nothing left to check in this slice
 
     def label(self) -> str:
+        again = "v" if self.verifying else ""
         if self.resource == "orders":
-            return f"orders:s{self.slice}{'v' if self.verifying else ''}p{self.page}"
-        return f"{self.resource}:p{self.page}"
+            return f"orders:s{self.slice}{again}p{self.page}"
+        return f"{self.resource}:{again}p{self.page}"
 
     @property
     def needs_check(self) -> bool:
-        return (
-            self.resource == "orders"
-            and self.listing_done
-            and not self.pending
-            and not self.verified
-        )
+        return self.listing_done and not self.pending and not self.verified
 
     def checked(self, total_now: int | None) -> None:
-        """The slice's total was probed again once its listing ended: done if nothing can
-        have been skipped (or this was the re-listing already), else list it once more."""
-        unchanged = total_now is not None and total_now == self.slice_total
+        """The listing's total was probed again once it ended: done if nothing can have been
+        skipped (or this was the re-listing already), else list it once more. A listing
+        without totals (Salla's cursor pagination) cannot tell, and is not re-listed."""
+        unchanged = total_now == self.slice_total
         if self.verifying or (unchanged and not self.passed_over):
             self.verified = True
             return

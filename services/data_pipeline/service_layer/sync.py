@@ -482,6 +482,8 @@ class _StepRun:
             cursor.passed_over = True  # believed; the slice is re-listed to find its rows
         if cursor.resource != "orders" and job.totals[cursor.resource] is None:
             job.totals[cursor.resource] = page.total
+        if cursor.resource != "orders" and cursor.page == 1 and not cursor.verifying:
+            cursor.slice_total = page.total
         if cursor.resource == "orders":
             self._queue_orders(page)
         else:
@@ -489,28 +491,43 @@ class _StepRun:
         cursor.listed([_row_id(r) for r in page.rows if _row_id(r) is not None], page.next_params)
 
     async def _check_slice(self) -> None:
-        """Probe the slice's total once its listing is done (one request per slice)."""
-        cursor = self.job.cursor
-        start, end = self.job.order_slices()[cursor.slice].query_range()
+        """Probe the listing's total once it is done (one request per listing)."""
+        job, cursor = self.job, self.job.cursor
         gateway = self.owner._gateway
+        one_row = {"per_page": "1"}
         try:
-            probe = await self._send(
-                "orders.list",
-                lambda t: gateway.list_orders(t, start=start, end=end, params={}, per_page=1),
-                _page_rate,
-            )
+            if cursor.resource == "orders":
+                start, end = job.order_slices()[cursor.slice].query_range()
+                probe = await self._send(
+                    "orders.list",
+                    lambda t: gateway.list_orders(t, start=start, end=end, params={}, per_page=1),
+                    _page_rate,
+                )
+            elif cursor.resource == "products":
+                probe = await self._send(
+                    "products.list", lambda t: gateway.list_products(t, one_row), _page_rate
+                )
+            else:
+                probe = await self._send(
+                    "customers.list", lambda t: gateway.list_customers(t, one_row), _page_rate
+                )
         except Exception as error:
             self._record_stop(error)
             return
-        if not cursor.verifying and probe.total != cursor.slice_total:
+        first_pass, passed_over = not cursor.verifying, cursor.passed_over
+        cursor.checked(probe.total)
+        if first_pass and cursor.verifying:
             log.info(
-                "sync_slice_relisted",
-                job=self.job.job_id,
-                slice=cursor.slice,
+                "sync_listing_relisted",
+                job=job.job_id,
+                position=cursor.label(),
                 total_before=cursor.slice_total,
                 total_now=probe.total,
+                passed_over=passed_over,
             )
-        cursor.checked(probe.total)
+            if cursor.resource != "orders":
+                # Listed again in full (idempotent loads): count what the store has now.
+                job.counts[cursor.resource] = job.scanned[cursor.resource] = 0
 
     def _queue_orders(self, page: Page) -> None:
         """Queue the page's orders created inside this slice for their detail fetch."""

@@ -107,8 +107,12 @@ def test_the_cursor_walks_pages_slices_and_resources_then_completes():
     assert running.cursor.resource == "products"  # pages remain
     running.cursor.listed([3], None)
     advance(running)
+    assert running.cursor.resource == "products" and running.cursor.needs_check
+    running.cursor.checked(None)  # no totals either time (cursor pagination): cannot tell
+    advance(running)
     assert running.cursor == Cursor(resource="customers")
     running.cursor.listed([], None)
+    running.cursor.checked(None)
     advance(running)
     assert running.cursor.label() == "orders:s0p1"
     for index in range(len(running.order_slices())):

@@ -340,6 +340,13 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             store.order_ids_by_date.remove(order_id)
         return JSONResponse({"deleted": order_id})
 
+    async def delete_product(request: Request) -> Response:
+        """The merchant deletes a product: later list rows shift up one place."""
+        store = state.stores[int(request.path_params["merchant_id"])]
+        product_id = int(request.path_params["product_id"])
+        store.deleted_products.add(product_id)
+        return JSONResponse({"deleted": product_id})
+
     async def order_status(request: Request) -> Response:
         store = state.stores[int(request.path_params["merchant_id"])]
         slug = (await request.json())["slug"]
@@ -422,6 +429,11 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             Route(
                 "/_emulator/merchants/{merchant_id:int}/orders/{order_id:int}",
                 delete_order,
+                methods=["DELETE"],
+            ),
+            Route(
+                "/_emulator/merchants/{merchant_id:int}/products/{product_id:int}",
+                delete_product,
                 methods=["DELETE"],
             ),
             Route("/_emulator/config", configure, methods=["PUT"]),

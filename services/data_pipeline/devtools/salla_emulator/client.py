@@ -57,6 +57,9 @@ class EmulatorClient:
     async def expire_token(self, merchant_id: int) -> None:
         await self._call("POST", f"/_emulator/merchants/{merchant_id}/tokens")
 
+    async def delete_product(self, merchant_id: int, product_id: int) -> None:
+        await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/products/{product_id}")
+
     async def delete_order(self, merchant_id: int, order_id: int) -> None:
         await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/orders/{order_id}")
 

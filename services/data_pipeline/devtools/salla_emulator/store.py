@@ -32,10 +32,15 @@ class EmulatedStore:
     tokens: MerchantTokens
     orders: dict[int, SimOrder] = field(default_factory=dict)
     order_ids_by_date: list[int] = field(default_factory=list)  # newest first, as Salla lists
+    deleted_products: set[int] = field(default_factory=set)
 
     @property
     def products(self) -> list[dict[str, Any]]:
-        return [e["data"] for e in self.simulation.events if e["event"] == "product.created"]
+        return [
+            e["data"]
+            for e in self.simulation.events
+            if e["event"] == "product.created" and e["data"]["id"] not in self.deleted_products
+        ]
 
     @property
     def customers(self) -> list[dict[str, Any]]:
