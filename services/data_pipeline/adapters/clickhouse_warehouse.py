@@ -373,6 +373,8 @@ class ClickHouseWarehouse(Warehouse):
             raise TransientError(f"warehouse query failed: {_first_line(error)}") from error
         except ClickHouseError as error:
             raise QueryRejected(_first_line(error)) from None
+        except (TypeError, ValueError) as error:  # a parameter the client cannot bind
+            raise QueryRejected(f"query parameters: {_first_line(error)}") from None
         return QueryResult(columns=tuple(result.column_names), rows=list(result.result_rows))
 
 

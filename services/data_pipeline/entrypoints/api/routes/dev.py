@@ -16,9 +16,15 @@ from pydantic import BaseModel, Field
 
 from data_pipeline.adapters.clickhouse_warehouse import QueryRejected
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
+from data_pipeline.entrypoints.api.schemas import Problem
 from data_pipeline.errors import TransientError
 
-router = APIRouter(prefix="/api/dev", tags=["local development"], dependencies=[ServiceAuth])
+router = APIRouter(
+    prefix="/api/dev",
+    tags=["local development"],
+    dependencies=[ServiceAuth],
+    responses={401: {"model": Problem, "description": "Missing or wrong PIPELINE_API_KEY"}},
+)
 
 
 class SqlQuery(BaseModel):
@@ -38,7 +44,14 @@ class Settlement(BaseModel):
     recovered: float
 
 
-@router.post("/sql", response_model=SqlResult)
+@router.post(
+    "/sql",
+    response_model=SqlResult,
+    responses={
+        400: {"model": Problem, "description": "Not JSON, or a query the warehouse refused"},
+        503: {"model": Problem, "description": "Warehouse unavailable"},
+    },
+)
 async def query_warehouse(query: SqlQuery, container: ContainerDep) -> SqlResult:
     """Run a read-only SQL query against the local warehouse."""
     try:

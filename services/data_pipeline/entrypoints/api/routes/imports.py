@@ -37,6 +37,7 @@ class ImportReportBody(BaseModel):
     response_model=ImportReportBody,
     dependencies=[ServiceAuth],
     responses={
+        400: {"description": "An empty chunk"},
         401: {"description": "Missing or invalid service key"},
         413: {"description": "Chunk over 32 MiB"},
         503: {"description": "Warehouse or state store unavailable; send the chunk again"},
@@ -44,7 +45,7 @@ class ImportReportBody(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "content": {"application/x-ndjson": {"schema": {"type": "string", "minLength": 1}}},
         }
     },
 )
@@ -55,6 +56,8 @@ async def import_events(request: Request, container: ContainerDep) -> Response:
         body = await read_limited(request, MAX_IMPORT_BYTES)
     except BodyTooLarge as error:
         return JSONResponse({"detail": str(error)}, status_code=413)
+    if not body.strip():
+        return JSONResponse({"detail": "empty chunk: send JSON Lines"}, status_code=400)
     importer = EventImporter(container.warehouse, container.state, container.cipher)
     try:
         report = await importer.run(body.split(b"\n"))

@@ -10,7 +10,15 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
-from data_pipeline.entrypoints.api.schemas import MerchantId, Problem, parse_merchant_id
+from data_pipeline.entrypoints.api.schemas import (
+    JOB_ID_PATTERN,
+    MERCHANT_ID_PATTERN,
+    NOT_JSON,
+    MerchantId,
+    Problem,
+    parse_merchant_id,
+    unprocessable,
+)
 from data_pipeline.errors import TransientError
 from data_pipeline.service_layer.sync import JobNotFound, SyncRefused
 
@@ -31,7 +39,7 @@ class SyncRequest(BaseModel):
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    jobId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    jobId: str = Field(pattern=JOB_ID_PATTERN)
 
 
 class SyncAccepted(BaseModel):
@@ -82,6 +90,7 @@ def _answers() -> Iterator[None]:
         401: {"model": Problem, "description": "Missing or wrong PIPELINE_API_KEY"},
         409: {"model": Problem, "description": "Merchant not authorized or uninstalled"},
         503: {"model": Problem, "description": "Queue or state store unavailable; retry"},
+        **NOT_JSON,
     },
 )
 async def initiate(body: SyncRequest, container: ContainerDep, response: Response) -> SyncAccepted:
@@ -101,17 +110,18 @@ async def initiate(body: SyncRequest, container: ContainerDep, response: Respons
     responses={
         401: {"model": Problem, "description": "Missing or wrong PIPELINE_API_KEY"},
         404: {"model": Problem, "description": "No such job"},
-        422: {"model": Problem, "description": "Neither merchantId nor jobId given"},
     },
 )
 async def job_status(
     container: ContainerDep,
-    merchantId: Annotated[str | None, Query(max_length=24)] = None,
-    jobId: Annotated[str | None, Query(max_length=64)] = None,
+    merchantId: Annotated[
+        str | None, Query(pattern=MERCHANT_ID_PATTERN, description="Salla merchant id")
+    ] = None,
+    jobId: Annotated[str | None, Query(pattern=JOB_ID_PATTERN)] = None,
 ) -> dict[str, Any]:
     """Read from the low-latency state store; cheap enough to poll every second."""
     if jobId is None and merchantId is None:
-        raise HTTPException(422, detail="give merchantId or jobId")
+        raise unprocessable(("query", "merchantId"), "give merchantId or jobId")
     with _answers():
         if jobId is not None:
             job = await container.sync.get(jobId)
@@ -119,7 +129,7 @@ async def job_status(
             try:
                 merchant = parse_merchant_id(merchantId)
             except ValueError as error:
-                raise HTTPException(422, detail=str(error)) from None
+                raise unprocessable(("query", "merchantId"), str(error)) from None
             job = await container.sync.latest(merchant)
     return job.status_document()
 
@@ -134,6 +144,7 @@ async def job_status(
         404: {"model": Problem, "description": "No such job"},
         409: {"model": Problem, "description": "Running, completed or superseded"},
         503: {"model": Problem, "description": "Queue or state store unavailable; retry"},
+        **NOT_JSON,
     },
 )
 async def resume(body: ResumeRequest, container: ContainerDep) -> SyncAccepted:

@@ -28,6 +28,8 @@ def _guard(container: ContainerDep, credentials: Credentials) -> None:
 
 
 router = APIRouter(tags=["operations"])
+# The key is asked for in production only: OpenAPI's way to say authentication is optional.
+OPTIONAL_AUTH: dict = {"security": [{}, {"HTTPBearer": []}]}
 
 
 class Health(BaseModel):
@@ -42,6 +44,7 @@ class Health(BaseModel):
         401: {"description": "Deep check without the service key (production)"},
         503: {"model": Health},
     },
+    openapi_extra=OPTIONAL_AUTH,
 )
 async def healthz(
     container: ContainerDep, credentials: Credentials, deep: bool = False
@@ -144,6 +147,7 @@ async def migrate_warehouse(
         200: {"content": {"text/plain": {}}},
         401: {"description": "Missing or invalid service key (production)"},
     },
+    openapi_extra=OPTIONAL_AUTH,
 )
 async def metrics(container: ContainerDep, credentials: Credentials) -> Response:
     """Prometheus metrics of this instance (service key in production)."""

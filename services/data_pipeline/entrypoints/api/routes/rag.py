@@ -5,14 +5,43 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from data_pipeline.domain.rag import FILTER_FIELDS, FilterError
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
-from data_pipeline.entrypoints.api.schemas import MerchantId, Problem
+from data_pipeline.entrypoints.api.schemas import NOT_JSON, MerchantId, Problem, unprocessable
 from data_pipeline.errors import TransientError
 
 router = APIRouter(prefix="/api/rag", tags=["retrieval"], dependencies=[ServiceAuth])
+
+
+def _filter_schema() -> dict[str, Any]:
+    """The filter grammar `validate_filter` enforces, as JSON Schema (fuzzed against it)."""
+    fields = {}
+    for name, kind in FILTER_FIELDS.items():
+        scalar = {"type": "number"} if kind is float else {"type": "string"}
+        operators = (
+            ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte") if kind is float else ("$eq", "$ne")
+        )
+        condition = {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                **{operator: scalar for operator in operators},
+                **{
+                    operator: {"type": "array", "minItems": 1, "items": scalar}
+                    for operator in ("$in", "$nin")
+                },
+            },
+        }
+        fields[name] = {"anyOf": [scalar, condition]}
+    return {
+        "anyOf": [
+            {"type": "object", "properties": fields, "additionalProperties": False},
+            {"type": "null"},
+        ]
+    }
 
 
 class SearchRequest(BaseModel):
@@ -22,10 +51,11 @@ class SearchRequest(BaseModel):
         description="Salla merchant (store) id.", examples=["1305146709"]
     )
     query: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=r"\S"),
     ] = Field(description="Free text, Arabic or English.", examples=["قهوة عربية"])
     topK: int = Field(5, ge=1, le=50, description="How many matches to return.")
-    filter: dict[str, Any] | None = Field(
+    filter: Annotated[dict[str, Any] | None, WithJsonSchema(_filter_schema())] = Field(
         None,
         description="Metadata filter in Pinecone's syntax, ANDed: {field: value} or "
         "{field: {$eq|$ne|$gt|$gte|$lt|$lte|$in|$nin: value}} on "
@@ -53,7 +83,7 @@ class SearchResult(BaseModel):
     summary="Search a merchant's products and orders",
     responses={
         401: {"model": Problem, "description": "Missing or invalid PIPELINE_API_KEY"},
-        422: {"model": Problem, "description": "Invalid body or filter (the field is named)"},
+        **NOT_JSON,
         503: {"model": Problem, "description": "RAG disabled, or embeddings/vectors unavailable"},
     },
 )
@@ -67,7 +97,7 @@ async def search(body: SearchRequest, container: ContainerDep, response: Respons
             body.merchantId, body.query, body.topK, body.filter
         )
     except FilterError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise unprocessable(("body", "filter"), str(error)) from None
     except TransientError as error:
         headers = {"Retry-After": str(max(1, int(error.retry_after or 5)))}
         raise HTTPException(
