@@ -33,9 +33,8 @@ CONFIGURATION_RETRY_SECONDS = 300
 class VectorIndexMisconfigured(TransientError):
     """Pinecone refused our credentials or does not know the index: retried after a pause."""
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=CONFIGURATION_RETRY_SECONDS)
-        self.status = status
 
 
 class PineconeIndex(VectorIndex):
@@ -76,13 +75,9 @@ class PineconeIndex(VectorIndex):
         index = await self._data_plane()
         for start in range(0, len(doc_ids), UPSERT_BATCH):
             chunk = list(doc_ids[start : start + UPSERT_BATCH])
-            try:
-                await _guard("delete", index.delete(ids=chunk, namespace=namespace))
-            except VectorIndexMisconfigured as error:
-                # Serverless answers 404 for a delete in a namespace that holds nothing yet
-                # (pinecone-io/pinecone-ts-client#324): nothing to delete is what we wanted.
-                if error.status != 404:
-                    raise
+            # Serverless answers 404 for a delete in a namespace that holds nothing yet
+            # (pinecone-io/pinecone-ts-client#324): nothing to delete is what we wanted.
+            await _guard("delete", index.delete(ids=chunk, namespace=namespace), missing_ok=True)
 
     async def fetch_metadata(
         self, namespace: str, doc_ids: Sequence[str]
@@ -127,19 +122,20 @@ class PineconeIndex(VectorIndex):
             await self._index.close()
 
 
-async def _guard(what: str, call: Any) -> Any:
+async def _guard(what: str, call: Any, *, missing_ok: bool = False) -> Any:
+    """The call's answer, or our error for Pinecone's (`missing_ok`: a 404 answers None)."""
     try:
         return await call
     except PineconeError as error:
         status = getattr(error, "status_code", None) or getattr(error, "status", None)
+        if missing_ok and status == 404:
+            return None
         if status in _INVALID_REQUEST:
             raise PermanentError(f"pinecone {what} rejected ({status}): {error}"[:300]) from None
         if status in _CONFIGURATION:
-            if not (what == "delete" and status == 404):
-                log.error("vector_index_misconfigured", operation=what, status=status)
+            log.error("vector_index_misconfigured", operation=what, status=status)
             raise VectorIndexMisconfigured(
-                f"pinecone {what} refused ({status}): check PINECONE_API_KEY and the index",
-                status=status,
+                f"pinecone {what} refused ({status}): check PINECONE_API_KEY and the index"
             ) from None
         raise TransientError(f"pinecone {what} failed: {error}"[:300]) from None
     except (OSError, TimeoutError) as error:

@@ -65,24 +65,21 @@ class SqliteStateStore(StateStore):
         self._lock = threading.Lock()
         self._writes = 0
 
-    async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, read_only: bool = False
+    ) -> T:
         """One short transaction in a worker thread: a busy database (another process holds
         the write lock, up to busy_timeout) must not stall the event loop."""
-        return await asyncio.to_thread(self._transact, work)
+        return await asyncio.to_thread(self._transact, work, read_only)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def read() -> T:
-            with self._lock:
-                try:
-                    return work(self._db)
-                except sqlite3.Error as error:
-                    raise TransientError(f"state store failed: {error}") from error
+        return await self._transaction(work, read_only=True)
 
-        return await asyncio.to_thread(read)
-
-    def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _transact(self, work: Callable[[sqlite3.Connection], T], read_only: bool) -> T:
         with self._lock:
             try:
+                if read_only:  # one SELECT is atomic on its own
+                    return work(self._db)
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(self._db)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id
-from data_pipeline.domain.fields import integer, obj, text
+from data_pipeline.domain.fields import integer, obj, text, with_cleared
 from data_pipeline.domain.model import ProductVersion
 from data_pipeline.domain.money import parse_currency, parse_decimal
 
@@ -75,8 +74,7 @@ def product_version(
         "category": "categories" in product,
         "cost_price": "cost_price" in product or "cost" in product,
     }
-    cleared = tuple(f for f, present in carried.items() if present and getattr(version_, f) is None)
-    return replace(version_, cleared=cleared) if cleared else version_
+    return with_cleared(version_, carried)
 
 
 def _sale_end(product: dict[str, Any]) -> datetime | None:

@@ -6,14 +6,13 @@ warehouse gets the id, city, country and currency.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
-from data_pipeline.domain.fields import obj, text
+from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import AbandonedCartVersion, CartItem, CustomerVersion
 from data_pipeline.domain.money import SCALE, parse_currency, parse_decimal
 
@@ -29,9 +28,6 @@ CART_EVENTS = frozenset(
     }
 )
 CART_PURCHASED = "abandoned.cart.purchased"
-
-
-T = TypeVar("T")
 
 
 def customer_updated_at(customer: dict[str, Any]) -> datetime | None:
@@ -60,7 +56,7 @@ def customer_version(
         updated_at=customer_updated_at(customer),
         created_at=event_time if signed_up else None,
     )
-    return _with_cleared(version_, customer, {"city": "city", "country": "country"})
+    return with_cleared(version_, {"city": "city" in customer, "country": "country" in customer})
 
 
 def cart_updated_at(cart: dict[str, Any]) -> datetime | None:
@@ -104,15 +100,9 @@ def cart_version(
         items=_cart_items(cart.get("items")),
     )
     # `coupon: null` is a coupon taken off the cart.
-    return _with_cleared(version_, cart, {"coupon_code": "coupon", "discount": "total_discount"})
-
-
-def _with_cleared(entity: T, payload: dict[str, Any], sources: dict[str, str]) -> T:
-    """The entity, listing the fields whose payload key is present but gave no value."""
-    cleared = tuple(
-        name for name, key in sources.items() if key in payload and getattr(entity, name) is None
+    return with_cleared(
+        version_, {"coupon_code": "coupon" in cart, "discount": "total_discount" in cart}
     )
-    return replace(entity, cleared=cleared) if cleared else entity  # type: ignore[type-var]
 
 
 def _cart_status(value: Any) -> str | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from data_pipeline.errors import InvalidPayload
+
+T = TypeVar("T")
 
 MAX_TEXT = 2000
 
@@ -48,3 +52,10 @@ def integer(value: Any, *, field: str) -> int | None:
     if not isinstance(value, int) or abs(value) >= 2**62:
         raise InvalidPayload(f"{field}: {str(value)[:30]!r} is not an integer")
     return value
+
+
+def with_cleared(entity: T, carried: Mapping[str, bool]) -> T:
+    """`entity` listing in `cleared` the fields its payload carried (`carried[field]`) but gave
+    no value for: set to null or emptied, as opposed to not sent at all."""
+    cleared = tuple(f for f, present in carried.items() if present and getattr(entity, f) is None)
+    return replace(entity, cleared=cleared) if cleared else entity  # type: ignore[type-var]

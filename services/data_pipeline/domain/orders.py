@@ -11,14 +11,13 @@ the order's other fields come from the versions that carried them.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
-from data_pipeline.domain.fields import obj, text
+from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import OrderItem, OrderItemSet, OrderVersion
 from data_pipeline.domain.money import ZERO, amount_or_zero, parse_currency, parse_decimal
 from data_pipeline.errors import InvalidPayload
@@ -98,8 +97,7 @@ def order_version(
         "cod_fee": "cash_on_delivery" in amounts,
         "payment_method": "payment_method" in order,
     }
-    cleared = tuple(f for f, present in carried.items() if present and getattr(version_, f) is None)
-    return replace(version_, cleared=cleared) if cleared else version_
+    return with_cleared(version_, carried)
 
 
 def order_item_set(order: dict[str, Any], *, merchant_id: int, version: int) -> OrderItemSet | None:

@@ -219,7 +219,10 @@ FILTER_FIELDS = {
     "total": float,
     "item_count": float,
 }
-_COMPARISONS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"}
+_EQUALITY = ("$eq", "$ne")
+_ORDERING = ("$gt", "$gte", "$lt", "$lte")  # numeric fields only
+_LISTS = ("$in", "$nin")
+_COMPARISONS = {*_EQUALITY, *_ORDERING, *_LISTS}
 
 
 class FilterError(ValueError):
@@ -244,14 +247,38 @@ def validate_filter(spec: Any) -> dict[str, dict[str, Any]]:
         for operator, value in operations.items():
             if operator not in _COMPARISONS:
                 raise FilterError(f"filter operator {operator!r} is not supported")
-            values = value if operator in ("$in", "$nin") else [value]
-            if operator in ("$in", "$nin") and not (isinstance(value, list) and value):
+            values = value if operator in _LISTS else [value]
+            if operator in _LISTS and not (isinstance(value, list) and value):
                 raise FilterError(f"{operator} on {name!r} needs a non-empty list")
             for item in values:
                 numeric = isinstance(item, int | float) and not isinstance(item, bool)
                 if (kind is float and not numeric) or (kind is str and not isinstance(item, str)):
                     raise FilterError(f"filter on {name!r} needs {kind.__name__} values")
-                if kind is str and operator in ("$gt", "$gte", "$lt", "$lte"):
+                if kind is str and operator in _ORDERING:
                     raise FilterError(f"{operator} needs a numeric field, not {name!r}")
         normalised[name] = dict(operations)
     return normalised
+
+
+def filter_json_schema() -> dict[str, Any]:
+    """The grammar `validate_filter` accepts, as JSON Schema (the API documents it)."""
+    fields = {}
+    for name, kind in FILTER_FIELDS.items():
+        scalar = {"type": "number"} if kind is float else {"type": "string"}
+        operators = (*_EQUALITY, *_ORDERING) if kind is float else _EQUALITY
+        condition = {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                **{operator: scalar for operator in operators},
+                **{op: {"type": "array", "minItems": 1, "items": scalar} for op in _LISTS},
+            },
+        }
+        fields[name] = {"anyOf": [scalar, condition]}
+    return {
+        "anyOf": [
+            {"type": "object", "properties": fields, "additionalProperties": False},
+            {"type": "null"},
+        ]
+    }

@@ -169,15 +169,13 @@ class TokenProvider:
 
     @staticmethod
     async def _retrying(what: str, write: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(WRITE_ATTEMPTS):
+        for attempt in range(1, WRITE_ATTEMPTS):
             try:
                 return await write()
             except TransientError:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                log.warning("salla_token_state_retry", what=what, attempt=attempt + 1)
-                await asyncio.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+                log.warning("salla_token_state_retry", what=what, attempt=attempt)
+                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+        return await write()  # the last attempt's error is the caller's
 
     async def _record(self, merchant_id: int) -> MerchantRecord:
         record = await self._state.get_merchant(merchant_id)

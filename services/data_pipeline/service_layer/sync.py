@@ -443,33 +443,16 @@ class _StepRun:
         job, cursor = self.job, self.job.cursor
         gateway = self.owner._gateway
         try:
-            if cursor.resource == "orders":
-                if job.totals["orders"] is None:
-                    start, end = job.window.query_range()
-                    probe = await self._send(
-                        "orders.list",
-                        lambda t: gateway.list_orders(
-                            t, start=start, end=end, params={}, per_page=1
-                        ),
-                        _page_rate,
-                    )
-                    job.totals["orders"] = probe.total if probe.total is not None else 0
-                    job.slice_months = slice_months_for(job.totals["orders"] or 0, job.window)
-                part = job.order_slices()[cursor.slice]
-                start, end = part.query_range()
-                page = await self._send(
+            if cursor.resource == "orders" and job.totals["orders"] is None:
+                start, end = job.window.query_range()
+                probe = await self._send(
                     "orders.list",
-                    lambda t: gateway.list_orders(t, start=start, end=end, params=cursor.params),
+                    lambda t: gateway.list_orders(t, start=start, end=end, params={}, per_page=1),
                     _page_rate,
                 )
-            elif cursor.resource == "products":
-                page = await self._send(
-                    "products.list", lambda t: gateway.list_products(t, cursor.params), _page_rate
-                )
-            else:
-                page = await self._send(
-                    "customers.list", lambda t: gateway.list_customers(t, cursor.params), _page_rate
-                )
+                job.totals["orders"] = probe.total if probe.total is not None else 0
+                job.slice_months = slice_months_for(job.totals["orders"] or 0, job.window)
+            page = await self._listing(cursor.params)
         except Exception as error:
             self._record_stop(error)
             return
@@ -482,7 +465,7 @@ class _StepRun:
             cursor.passed_over = True  # believed; the slice is re-listed to find its rows
         if cursor.resource != "orders" and job.totals[cursor.resource] is None:
             job.totals[cursor.resource] = page.total
-        if cursor.resource != "orders" and cursor.page == 1 and not cursor.verifying:
+        if cursor.page == 1 and not cursor.verifying:
             cursor.slice_total = page.total
         if cursor.resource == "orders":
             self._queue_orders(page)
@@ -490,27 +473,30 @@ class _StepRun:
             await self._load_rows(cursor.resource, page.rows)
         cursor.listed([_row_id(r) for r in page.rows if _row_id(r) is not None], page.next_params)
 
+    async def _listing(self, params: dict[str, str], *, one_row: bool = False) -> Page:
+        """A page of the current listing: the order slice, the products or the customers."""
+        cursor, gateway = self.job.cursor, self.owner._gateway
+        if cursor.resource == "orders":
+            start, end = self.job.order_slices()[cursor.slice].query_range()
+            size = {"per_page": 1} if one_row else {}
+            return await self._send(
+                "orders.list",
+                lambda t: gateway.list_orders(t, start=start, end=end, params=params, **size),
+                _page_rate,
+            )
+        list_rows = (
+            gateway.list_products if cursor.resource == "products" else gateway.list_customers
+        )
+        query = {**params, "per_page": "1"} if one_row else params
+        return await self._send(
+            f"{cursor.resource}.list", lambda t: list_rows(t, query), _page_rate
+        )
+
     async def _check_slice(self) -> None:
         """Probe the listing's total once it is done (one request per listing)."""
         job, cursor = self.job, self.job.cursor
-        gateway = self.owner._gateway
-        one_row = {"per_page": "1"}
         try:
-            if cursor.resource == "orders":
-                start, end = job.order_slices()[cursor.slice].query_range()
-                probe = await self._send(
-                    "orders.list",
-                    lambda t: gateway.list_orders(t, start=start, end=end, params={}, per_page=1),
-                    _page_rate,
-                )
-            elif cursor.resource == "products":
-                probe = await self._send(
-                    "products.list", lambda t: gateway.list_products(t, one_row), _page_rate
-                )
-            else:
-                probe = await self._send(
-                    "customers.list", lambda t: gateway.list_customers(t, one_row), _page_rate
-                )
+            probe = await self._listing({}, one_row=True)
         except Exception as error:
             self._record_stop(error)
             return
@@ -536,8 +522,6 @@ class _StepRun:
         seen = set(cursor.recent_ids)
         if cursor.verifying:
             seen |= set(cursor.slice_ids)
-        elif cursor.page == 1:
-            cursor.slice_total = page.total
         for row in page.rows:
             order_id = _row_id(row)
             if order_id is None:

@@ -7,41 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from data_pipeline.domain.rag import FILTER_FIELDS, FilterError
+from data_pipeline.domain.rag import FILTER_FIELDS, FilterError, filter_json_schema
 from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
 from data_pipeline.entrypoints.api.schemas import NOT_JSON, MerchantId, Problem, unprocessable
 from data_pipeline.errors import TransientError
 
 router = APIRouter(prefix="/api/rag", tags=["retrieval"], dependencies=[ServiceAuth])
-
-
-def _filter_schema() -> dict[str, Any]:
-    """The filter grammar `validate_filter` enforces, as JSON Schema (fuzzed against it)."""
-    fields = {}
-    for name, kind in FILTER_FIELDS.items():
-        scalar = {"type": "number"} if kind is float else {"type": "string"}
-        operators = (
-            ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte") if kind is float else ("$eq", "$ne")
-        )
-        condition = {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": False,
-            "properties": {
-                **{operator: scalar for operator in operators},
-                **{
-                    operator: {"type": "array", "minItems": 1, "items": scalar}
-                    for operator in ("$in", "$nin")
-                },
-            },
-        }
-        fields[name] = {"anyOf": [scalar, condition]}
-    return {
-        "anyOf": [
-            {"type": "object", "properties": fields, "additionalProperties": False},
-            {"type": "null"},
-        ]
-    }
 
 
 class SearchRequest(BaseModel):
@@ -55,7 +26,7 @@ class SearchRequest(BaseModel):
         StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=r"\S"),
     ] = Field(description="Free text, Arabic or English.", examples=["قهوة عربية"])
     topK: int = Field(5, ge=1, le=50, description="How many matches to return.")
-    filter: Annotated[dict[str, Any] | None, WithJsonSchema(_filter_schema())] = Field(
+    filter: Annotated[dict[str, Any] | None, WithJsonSchema(filter_json_schema())] = Field(
         None,
         description="Metadata filter in Pinecone's syntax, ANDed: {field: value} or "
         "{field: {$eq|$ne|$gt|$gte|$lt|$lte|$in|$nin: value}} on "
