@@ -34,6 +34,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 15 (wal_level=logical) per test module, started as this user."""
+    from data_pipeline.devtools.local_postgres import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
 @pytest_asyncio.fixture(params=["sqlite", "redis"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str

@@ -21,6 +21,7 @@ from data_pipeline.devtools.local_postgres import postgres_server
 from data_pipeline.service_layer.cdc import CdcCapture
 
 from shared.topics import CDC_DRAIN_PATH, CDC_EVENT_PATH
+from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +40,9 @@ CREATE TABLE events (id bigint PRIMARY KEY, kind smallint, payload text);
 TABLES = ["public.accounts", "app.goals", "public.events"]
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
-        yield url
-
-
 @pytest.fixture
 def source_db(postgres):
-    name = "src_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(postgres, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = postgres.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(url, autocommit=True) as db:
-        db.execute(SCHEMA)
-    return url
+    return fresh_database(postgres, SCHEMA, "src")
 
 
 def account(i, rng):

@@ -64,6 +64,8 @@ class CdcSink:
 
     def apply(self, message: dict[str, Any]) -> CdcApplied:
         """Load one batch: changes applied per table and operation, and the newest commit."""
+        if "snapshot" in message:
+            return self.apply_snapshot(message)
         applied = CdcApplied()
         tables = message.get("tables")
         if not isinstance(tables, list):
@@ -74,6 +76,29 @@ class CdcSink:
                 self._ensure(table, columns)
             self._load(table, columns, rows, applied)
         return applied
+
+    def apply_snapshot(self, message: dict[str, Any]) -> CdcApplied:
+        """Load one chunk of a table's initial snapshot: PostgreSQL's `COPY … TO STDOUT` text,
+        parsed and converted by ClickHouse itself (no Python per row), at version (0, 0)."""
+        table, columns, text, rows = _snapshot_chunk(message.get("snapshot"))
+        with self._lock:
+            self._ensure(table, columns)
+        conversions = []
+        for index, (name, kind, _) in enumerate(columns):
+            expression = text_conversion(f"c{index}", kind, where=f"{table}.{name}")
+            if expression is None:
+                raise Unsupported(f"{table}.{name}: {kind} has no text snapshot conversion")
+            conversions.append(expression)
+        structure = ", ".join(f"c{index} Nullable(String)" for index in range(len(columns)))
+        names = [*(name for name, _, _ in columns), *_META_COLUMNS]
+        self._warehouse.insert_text(
+            f"{_quote(self.database)}.{_quote(table + '__versions')} "
+            f"({', '.join(map(_quote, names))})",
+            structure,
+            ", ".join([*conversions, "0", "0", "0", "[]", "NULL"]),
+            text.encode(),
+        )
+        return CdcApplied(counts={(table, "u"): rows})
 
     def _ensure(self, table: str, columns: list[tuple[str, str, bool]]) -> None:
         db = self.database
@@ -197,6 +222,53 @@ class CdcSink:
         )
 
 
+def text_conversion(ref: str, clickhouse: str, *, where: str) -> str | None:
+    """ClickHouse SQL turning PostgreSQL's text output of one value (the Nullable(String)
+    column `ref`) into what `domain.cdc.convert` makes of it, refusing what it refuses: the
+    same values stored whichever path a row takes. None for arrays (their text form is
+    PostgreSQL's `{…}` literal; tables with arrays are snapshotted row by row)."""
+    if clickhouse.startswith("Array("):
+        return None
+    if clickhouse.startswith(("Int", "UInt", "Float")):  # Float: NaN, ±Infinity parse as is
+        # Not CAST(…, 'Nullable(T)'): that turns text it cannot parse into NULL, silently.
+        return f"if({ref} IS NULL, NULL, CAST({ref}, '{clickhouse}'))"
+    if clickhouse == "Bool":
+        check = "^(t|f|true|false)$"
+        return _checked(ref, check, where, "is not a boolean", f"{ref} IN ('t', 'true')")
+    if clickhouse.startswith("Decimal("):
+        precision, scale = (int(p) for p in clickhouse[len("Decimal(") : -1].split(","))
+        whole = "0" if precision == scale else f"[0-9]{{1,{precision - scale}}}"
+        check = f"^-?{whole}(\\.[0-9]{{0,{scale}}}0*)?$"  # trailing zeros: exact, not rounded
+        reason = f"a value does not fit {clickhouse} (would need rounding)"
+        return _checked(ref, check, where, reason, f"CAST({ref}, '{clickhouse}')")
+    if clickhouse.startswith("DateTime64"):
+        zone = clickhouse.endswith("'UTC')")
+        moment = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?"
+        check = moment + ("\\+00$" if zone else "$")
+        value = f"substring({ref}, 1, length({ref}) - 3)" if zone else ref
+        conversion = f"toDateTime64({value}, 6{', ' + _literal('UTC') if zone else ''})"
+        reason = "a timestamp is outside what ClickHouse stores"
+        return _checked(ref, check, where, reason, conversion)
+    if clickhouse == "Date32":
+        check = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+        reason = "a date is outside what ClickHouse stores"
+        return _checked(ref, check, where, reason, f"toDate32({ref})")
+    if clickhouse == "UUID":
+        return f"if({ref} IS NULL, NULL, toUUID({ref}))"
+    return ref  # String, LowCardinality(String): the text itself
+
+
+def _checked(ref: str, pattern: str, where: str, reason: str, conversion: str) -> str:
+    """`conversion` of `ref` when it matches `pattern` (or is NULL); else the insert fails with
+    the column and the reason (the batch is dead-lettered with them, nothing is rounded)."""
+    detail = f"{where}: {reason}".replace("]", ")")  # the marker's end stays unambiguous
+    message = _literal(f"CDC_REFUSED[{detail}]")
+    return (
+        f"if(throwIf({ref} IS NOT NULL AND NOT match({ref}, {_literal(pattern)}), {message}) = 0, "
+        f"if({ref} IS NULL, NULL, {conversion}), NULL)"
+    )
+
+
 def _base(kind: str) -> str:
     return (
         kind.removeprefix("Nullable(").removesuffix(")") if kind.startswith("Nullable(") else kind
@@ -224,6 +296,18 @@ def _group(group: Any) -> tuple[str, list[tuple[str, str, bool]], list[list[Any]
     if not any(key for _, _, key in parsed):
         raise InvalidPayload(f"cdc batch for {table} names no key column")
     return table, parsed, rows
+
+
+def _snapshot_chunk(chunk: Any) -> tuple[str, list[tuple[str, str, bool]], str, int]:
+    if not isinstance(chunk, dict):
+        raise InvalidPayload("cdc snapshot chunk must be an object")
+    table, columns, _ = _group({**chunk, "rows": []})
+    text, rows = chunk.get("text"), chunk.get("rows")
+    if not isinstance(text, str) or not isinstance(rows, int) or rows < 0:
+        raise InvalidPayload(f"cdc snapshot chunk for {table} needs its text and row count")
+    if text and not text.endswith("\n"):
+        raise InvalidPayload(f"cdc snapshot chunk for {table} ends inside a row")
+    return table, columns, text, rows
 
 
 def _row(row: Any, width: int) -> tuple[int, int, str, datetime | None, list[Any], list[str]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
+import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -67,6 +68,14 @@ SERVER_INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
 # The snapshot refresh reads what this loader (and every other) just inserted; so does the embed
 # step. https://clickhouse.com/docs/resources/support-center/knowledge-base/data-management/read-consistency
 SERVER_REFRESH_SETTINGS = {"select_sequential_consistency": 1}
+
+
+# Parsing and conversion errors: the data itself is wrong, a retry cannot help.
+_UNPARSABLE_CODES = (6, 26, 27, 38, 41, 69, 72, 117, 321, 395, 407)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class QueryRejected(PermanentError):
@@ -344,6 +353,35 @@ class ClickHouseWarehouse(Warehouse):
                 settings=self._insert_settings,
             ),
         )
+
+    def insert_text(self, into: str, structure: str, select: str, data: bytes) -> None:
+        """`INSERT INTO into SELECT select` over tab-separated `data` read as `structure`: the
+        rows never become Python objects (change data capture's snapshot). The server reads
+        the data from the request body (`input()`); chDB, which has no request, from a
+        temporary file (`file()`), as clickhouse-connect's own chDB inserts do. A value the
+        select refuses (`CDC_REFUSED[…]`) or cannot parse is permanent, not retried."""
+        head = f"INSERT INTO {into} SELECT {select} FROM "  # noqa: S608 (built from quoted names)
+        client = self._connect()
+        try:
+            if self.is_embedded:
+                with tempfile.NamedTemporaryFile(suffix=".tsv") as staged:
+                    staged.write(data)
+                    staged.flush()
+                    source = f"file({_sql_string(staged.name)}, 'TabSeparated', "
+                    client.command(head + source + f"{_sql_string(structure)})")
+            else:
+                source = f"input({_sql_string(structure)}) FORMAT TabSeparated"
+                client.command(head + source, data=data, settings=self._insert_settings)
+        except ClickHouseError as error:
+            text = str(error)
+            refused = re.search(r"CDC_REFUSED\[(.*?)\]", text)
+            if refused:
+                raise QueryRejected(refused.group(1)) from None
+            if any(f"Code: {code}." in text for code in _UNPARSABLE_CODES):
+                raise QueryRejected(f"unparsable snapshot text: {_first_line(error)}") from None
+            raise TransientError(f"warehouse insert failed: {_first_line(error)}") from error
+        except OSError as error:
+            raise TransientError(f"warehouse insert failed: {_first_line(error)}") from error
 
     def execute(self, statement: str) -> None:
         """DDL and INSERT ... SELECT of our own (change data capture keeps its tables' shapes

@@ -199,6 +199,12 @@ def parse_array(text: str) -> list[str | None]:
     return items
 
 
+def text_snapshot_supported(clickhouse: str) -> bool:
+    """Whether ClickHouse converts this column from PostgreSQL's text output itself (a snapshot
+    in COPY text): every mapped type but arrays, whose `{…}` literal it does not read."""
+    return not clickhouse.startswith("Array(")
+
+
 def table_name(schema: str, table: str) -> str:
     """The ClickHouse name of a captured table: `table` for public, `schema__table` otherwise."""
     return table if schema == "public" else f"{schema}__{table}"

@@ -6,6 +6,10 @@ Versions: a change's version is (commit LSN, position in its transaction); snaps
 advance makes the next drain read (and publish) the same changes again: batches are cut at the
 same places and identified by their content hash (QStash drops a repeat within its
 deduplication window), and loading a batch twice stores nothing new.
+
+Snapshots travel as `COPY` text, cut at row ends, for ClickHouse to parse and convert (rows never
+become Python objects: 12x the row-by-row rate); tables with array columns, whose `{…}` literal
+ClickHouse cannot read, row by row like changes.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ import psycopg
 from data_pipeline.adapters.postgres_cdc import PostgresSource
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.domain import pgoutput
-from data_pipeline.domain.cdc import SourceType, clickhouse_type, table_name
+from data_pipeline.domain.cdc import (
+    SourceType,
+    clickhouse_type,
+    table_name,
+    text_snapshot_supported,
+)
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 
 BATCH_ROWS = 5000  # per message; bytes bound it first for wide rows
 BATCH_BYTES = 600_000  # well under QStash's 1 MB message limit
+MAX_MESSAGE_BYTES = 950_000  # QStash refuses bodies over 1 MB (the free plan's limit)
 DRAIN_CHANGES = 20_000
 LEASE_SECONDS = 120.0  # a crashed drain holds the slot no longer than this
 
@@ -112,11 +122,14 @@ class CdcCapture:
         self._types: dict[int, SourceType] = {}
 
     async def snapshot(self, tables: list[tuple[str, str]], batch: int = BATCH_ROWS) -> int:
-        """Every existing row of `tables`, at version (0, 0)."""
+        """Every existing row of `tables`, at version (0, 0). Tables whose columns ClickHouse
+        can convert from PostgreSQL's text (all but arrays) travel as `COPY` text in chunks,
+        parsed by ClickHouse; the others row by row, as changes do."""
         loop = asyncio.get_running_loop()
 
         def run() -> int:
-            batcher = _Batcher(self.source.slot, self._blocking(loop))
+            publish = self._blocking(loop)
+            batcher = _Batcher(self.source.slot, publish)
             count = 0
             for schema, table in tables:
                 with self.source.connect() as db:
@@ -129,6 +142,11 @@ class CdcCapture:
                         for c, t in zip(shape.columns, shape.types, strict=True)
                     ],
                 )
+                if all(text_snapshot_supported(kind) for _, kind, _ in spec.columns):
+                    slot = self.source.slot
+                    for text, lines in self.source.snapshot_text(shape, BATCH_BYTES):
+                        count += _publish_snapshot_text(slot, spec, text, lines, publish)
+                    continue
                 for rows in self.source.snapshot(shape, batch):
                     for values in rows:
                         batcher.add(spec, [0, 0, "u", None, list(values), []])
@@ -235,6 +253,30 @@ class CdcCapture:
             cached.element_is_enum,
             cached.name,
         )
+
+
+def _publish_snapshot_text(
+    slot: str, spec: _TableBatch, text: bytes, rows: int, publish: Callable[[bytes, str], None]
+) -> int:
+    """One message per chunk; a chunk whose JSON would pass QStash's limit (escapes can grow
+    text up to six-fold) is halved at a row end and each half published. Returns the rows."""
+    chunk = {
+        "source": spec.source,
+        "table": spec.table,
+        "columns": spec.columns,
+        "rows": rows,
+        "text": text.decode(),  # the session's client_encoding is UTF8
+    }
+    body = json.dumps({"slot": slot, "snapshot": chunk}, separators=(",", ":")).encode()
+    if len(body) > MAX_MESSAGE_BYTES and rows > 1:
+        middle = text.find(b"\n", len(text) // 2 - 1) + 1
+        middle = middle if 0 < middle < len(text) else text.find(b"\n") + 1
+        first, second = text[:middle], text[middle:]
+        return _publish_snapshot_text(
+            slot, spec, first, first.count(b"\n"), publish
+        ) + _publish_snapshot_text(slot, spec, second, second.count(b"\n"), publish)
+    publish(body, "cdc-" + hashlib.sha256(body).hexdigest())
+    return rows
 
 
 def _changes(
