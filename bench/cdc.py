@@ -10,13 +10,17 @@ and the initial snapshot against `COPY ... TO STDOUT` of the same table (the phy
    for 60 s. A transaction's lag is from its commit (client side) to the first poll (every
    100 ms, through the service's SQL endpoint) that sees all its inserted rows, so a poll's
    own period (≤ 0.1 s) is part of it.
+   `BENCH_CDC_LAG=0` skips it.
 2. Snapshot: a 1,000,000-row table (bigint, int, text, numeric, timestamptz): `COPY ... TO
-   STDOUT` timed, then our snapshot (read, batch, publish, deliver, convert, insert) timed until
-   the table's view counts every row.
+   STDOUT` timed, then our snapshot (plan key ranges, publish them; the service reads each range
+   from PostgreSQL and loads it) timed until the stored versions count every row; then the view
+   must show every row and equal the source (count and a sum over each column).
+3. With `BENCH_CDC_SCHEDULED=<minutes>`: production's mode, the drain called by a QStash
+   schedule every minute (no capture loop), 1 transaction/s; lag from commit to visible.
 
 Differs from production: everything on 2 cores of one box (PostgreSQL, QStash server, service,
 chDB and the capture compete for them), loopback instead of network, chDB instead of ClickHouse
-Cloud. In production the drain runs on a schedule: its lag adds up to the schedule period.
+Cloud.
 """
 
 from __future__ import annotations
@@ -36,15 +40,18 @@ from data_pipeline.adapters.qstash_queue import QStashQueue
 from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.devtools.local_postgres import postgres_server
 from data_pipeline.devtools.local_stack import local_secrets
-from data_pipeline.service_layer.cdc import CdcCapture, keep_draining
+from data_pipeline.service_layer.cdc import RANGE_ROWS, CdcCapture, keep_draining
+from qstash import AsyncQStash
 
 from bench.processes import CLI, clean_env, free_port, process, workdir
 from shared.contract import DEV_QSTASH_TOKEN
+from shared.topics import CDC_DRAIN_CRON, CDC_DRAIN_PATH
 
 RATE_TXNS = 100
 CHANGES_PER_TXN = 20
 SECONDS = 60
 SNAPSHOT_ROWS = 1_000_000
+SCHEDULED_SLOT = "bench_sched"
 
 
 async def _count(http: httpx.AsyncClient, auth: dict[str, str], table: str) -> int:
@@ -117,6 +124,67 @@ async def _lag(base: str, api_key: str, postgres: str, capture: CdcCapture) -> d
     }
 
 
+async def _scheduled(base: str, qstash: str, api_key: str, postgres: str) -> dict[str, Any]:
+    """Production's mode: no capture loop; QStash calls the drain endpoint every minute (the
+    schedule the Pulumi program declares, created here on the local QStash server) and a drain
+    that reads a full bound re-publishes itself. One transaction of 10 inserts a second; each
+    transaction's lag is from its commit to the first poll (every 0.5 s) that sees its rows."""
+    auth = {"Authorization": f"Bearer {api_key}"}
+    source = PostgresSource(postgres, ["public.sched_rows"], SCHEDULED_SLOT, SCHEDULED_SLOT)
+    await asyncio.to_thread(source.setup)
+    client = AsyncQStash(DEV_QSTASH_TOKEN, base_url=qstash)
+    await client.schedule.create(
+        destination=base + CDC_DRAIN_PATH,
+        cron=CDC_DRAIN_CRON,
+        body="{}",
+        content_type="application/json",
+        method="POST",
+        retries=0,
+    )
+    commits: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    minutes = int(os.environ.get("BENCH_CDC_SCHEDULED", "0"))
+    with psycopg.connect(postgres, autocommit=True) as db:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            started = time.perf_counter()
+            txn = 0
+            while time.perf_counter() - started < minutes * 60:
+                db.execute(
+                    "INSERT INTO sched_rows SELECT g, %s "
+                    "FROM generate_series(%s::bigint, %s::bigint) g",
+                    (txn, txn * 10, txn * 10 + 9),
+                )
+                commits[txn] = time.perf_counter()
+                txn += 1
+                await _poll_seen(http, auth, commits, seen)
+                await asyncio.sleep(0.5)
+                await _poll_seen(http, auth, commits, seen)
+                await asyncio.sleep(0.5)
+            deadline = time.perf_counter() + 150  # the next tick, and one drain
+            while len(seen) < len(commits) and time.perf_counter() < deadline:
+                await _poll_seen(http, auth, commits, seen)
+                await asyncio.sleep(0.5)
+    lags = sorted(seen[t] - commits[t] for t in seen)
+    return {
+        "minutes": minutes,
+        "transactions": len(commits),
+        "visible": len(lags),
+        "p50_s": round(lags[len(lags) // 2], 1),
+        "p99_s": round(lags[int(len(lags) * 0.99)], 1),
+        "max_s": round(lags[-1], 1),
+    }
+
+
+async def _poll_seen(
+    http: httpx.AsyncClient, auth: dict[str, str], commits: dict[int, float], seen: dict[int, float]
+) -> None:
+    rows = await _count(http, auth, "sched_rows")
+    now = time.perf_counter()
+    for txn in commits:
+        if txn not in seen and rows >= (txn + 1) * 10:
+            seen[txn] = now
+
+
 async def _snapshot(base: str, api_key: str, postgres: str, capture: CdcCapture) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {api_key}"}
     with psycopg.connect(postgres) as db:
@@ -128,6 +196,7 @@ async def _snapshot(base: str, api_key: str, postgres: str, capture: CdcCapture)
         copy_s = time.perf_counter() - started
     started = time.perf_counter()
     published = await capture.snapshot([("public", "big_rows")], batch=5000)
+    assert published.ranges == SNAPSHOT_ROWS // RANGE_ROWS + 1, published  # the last one empty
     publish_s = time.perf_counter() - started
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         # Polled on the stored versions (a count from part metadata): polling the view would
@@ -139,7 +208,8 @@ async def _snapshot(base: str, api_key: str, postgres: str, capture: CdcCapture)
         visible = await _count(http, auth, "big_rows")
     return {
         "exact": visible == SNAPSHOT_ROWS and await _same_content(base, auth, postgres),
-        "rows": published,
+        "rows": SNAPSHOT_ROWS,
+        "ranges": published.ranges,
         "copy_s": round(copy_s, 2),
         "copy_rows_per_s": round(SNAPSHOT_ROWS / copy_s),
         "copy_mib": round(size / 2**20, 1),
@@ -171,6 +241,7 @@ def _prepare(postgres: str) -> None:
     with psycopg.connect(postgres, autocommit=True) as db:
         db.execute(
             "CREATE TABLE lag_rows (id bigint PRIMARY KEY, txn int, note text);"
+            "CREATE TABLE sched_rows (id bigint PRIMARY KEY, txn int);"
             "CREATE TABLE big_rows (id bigint PRIMARY KEY, a int, b text, c numeric(12, 2),"
             " d timestamptz);"
             f"INSERT INTO big_rows SELECT g, g % 1000, 'row ' || g, g / 100.0,"
@@ -184,9 +255,17 @@ def measure() -> dict[str, Any]:
         _prepare(postgres)
         port, qport = free_port(), free_port()
         command = [*CLI, "dev", "--port", str(port), "--qstash-port", str(qport)]
-        command += ["--salla-port", str(free_port()), "--data-dir", str(tmp)]
+        command += ["--salla-port", str(free_port()), "--data-dir", str(tmp), "--no-cdc-capture"]
         base = f"http://127.0.0.1:{port}"
-        with process(command, base + "/healthz", env=clean_env(), log=tmp / "stack.log"):
+        # The service reads the snapshot's key ranges itself: it gets the source, while the
+        # capture runs here (as `salla-pipeline cdc run` would).
+        env = clean_env(
+            CDC_DATABASE_URL=postgres,
+            CDC_TABLES="public.lag_rows,public.big_rows,public.sched_rows",
+            CDC_SLOT=SCHEDULED_SLOT,  # what the scheduled drain reads; the others use their own
+            CDC_PUBLICATION=SCHEDULED_SLOT,
+        )
+        with process(command, base + "/healthz", env=env, log=tmp / "stack.log"):
             api_key = local_secrets(Path(tmp)).api_key
             return asyncio.run(_run(base, f"http://127.0.0.1:{qport}", api_key, postgres, tmp))
 
@@ -210,12 +289,16 @@ async def _run(base: str, qstash: str, api_key: str, postgres: str, tmp: Path) -
         snapshot = await _snapshot(
             base, api_key, postgres, CdcCapture(big_source, publish, state, owner="b")
         )
+        scheduled = None
+        if os.environ.get("BENCH_CDC_SCHEDULED", "0") != "0":  # minutes of it (3+ minutes)
+            scheduled = await _scheduled(base, qstash, api_key, postgres)
     finally:
         await queue.close()
         await state.close()
     return {
         "lag": lag,
         "snapshot": snapshot,
+        "scheduled": scheduled,
         "targets": {
             "lag_p99<=5s": lag["p99_s"] <= 5 if lag else None,
             "snapshot>=0.3xCOPY": snapshot["ratio_to_copy"] >= 0.3,
@@ -233,6 +316,17 @@ def _lag_lines(lag: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _scheduled_lines(scheduled: dict[str, Any] | None) -> list[str]:
+    if scheduled is None:
+        return ["  scheduled drain: not measured (BENCH_CDC_SCHEDULED=<minutes> measures it)"]
+    return [
+        f"  scheduled drain (QStash cron {CDC_DRAIN_CRON!r}, no capture loop), 1 transaction/s "
+        f"for {scheduled['minutes']} min ({scheduled['visible']}/{scheduled['transactions']} "
+        f"seen): lag p50 {scheduled['p50_s']} s, p99 {scheduled['p99_s']} s, "
+        f"max {scheduled['max_s']} s (bound: the 60 s period plus one drain)"
+    ]
+
+
 def report(result: dict[str, Any]) -> str:
     lag, snap = result["lag"], result["snapshot"]
     return "\n".join(
@@ -243,6 +337,7 @@ def report(result: dict[str, Any]) -> str:
             f"rows/s; COPY TO STDOUT {snap['copy_s']} s = {snap['copy_rows_per_s']:,} rows/s "
             f"({snap['copy_mib']} MiB); ratio {snap['ratio_to_copy']} (target >= 0.3); "
             f"loaded table equals the source: {snap['exact']}",
+            *_scheduled_lines(result["scheduled"]),
         ]
     )
 

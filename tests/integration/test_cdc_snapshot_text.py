@@ -1,10 +1,13 @@
-"""The initial snapshot's fast path: PostgreSQL's `COPY … TO STDOUT` text converted by ClickHouse
-itself must store exactly what the row-by-row path (`domain.cdc.convert`) stores for the same
-rows, and refuse exactly what it refuses (with the column named), whatever the chunking."""
+"""The initial snapshot by key ranges: each range read with `COPY … TO STDOUT` by the service and
+converted by ClickHouse itself must store exactly what the row-by-row path (`domain.cdc.convert`)
+stores for the same rows, and refuse exactly what it refuses (with the column named), whatever
+the ranges and chunks; the ranges cover every row once; a hostile range is refused."""
 
+import itertools
 import json
 import math
 import random
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +15,7 @@ from decimal import Decimal
 import pytest
 from data_pipeline.adapters.clickhouse_cdc import CdcSink
 from data_pipeline.adapters.postgres_cdc import PostgresSource
-from data_pipeline.domain.cdc import Unsupported, clickhouse_type, table_name
+from data_pipeline.domain.cdc import Unsupported
 from data_pipeline.errors import PermanentError
 from data_pipeline.service_layer import cdc as capture_side
 
@@ -80,54 +83,50 @@ def _fill(source, rows):
         cursor.executemany(f"INSERT INTO wide VALUES ({', '.join(['%s'] * 20)})", rows)
 
 
-def _spec(source):
+def _loaded(source, sink, rows_per_range, monkeypatch, chunk_bytes=16_000):
+    """The snapshot as the service loads it: every key range's message, read and loaded."""
+    monkeypatch.setattr(capture_side, "LOAD_CHUNK_BYTES", chunk_bytes)
     with source.connect() as db:
         shape = source.shape(db, "public", "wide")
-    columns = [
-        [c, clickhouse_type(t, where=f"public.wide.{c}"), c in shape.key]
-        for c, t in zip(shape.columns, shape.types, strict=True)
-    ]
-    return shape, columns
-
-
-def _text_messages(source, chunk_bytes):
-    shape, columns = _spec(source)
-    spec = capture_side._TableBatch("public.wide", table_name("public", "wide"), columns)
-    bodies = []
-    for text, rows in source.snapshot_text(shape, chunk_bytes):
-        capture_side._publish_snapshot_text("slot", spec, text, rows, lambda b, _: bodies.append(b))
-    return [json.loads(body) for body in bodies]
+    loaded = 0
+    for after, through in source.key_ranges(shape, rows_per_range):
+        message = {"snapshot_range": {"source": "public.wide", "after": after, "through": through}}
+        loaded += capture_side.load_snapshot_range(source, sink, json.loads(json.dumps(message)))
+    return loaded
 
 
 def _row_message(source):
-    shape, columns = _spec(source)
+    with source.connect() as db:
+        shape = source.shape(db, "public", "wide")
+    spec = capture_side._spec(shape)
     rows = [[0, 0, "u", None, list(v), []] for chunk in source.snapshot(shape, 500) for v in chunk]
-    return {"slot": "slot", "tables": [{"table": "wide", "columns": columns, "rows": rows}]}
+    return {"slot": "slot", "tables": [{"table": "wide", "columns": spec.columns, "rows": rows}]}
 
 
-def _stored(warehouse, database):
-    rows = warehouse.query(f"SELECT * FROM {database}.wide ORDER BY id").rows
+def _stored(warehouse, database, table="wide"):
+    rows = warehouse.query(f"SELECT * FROM {database}.{table} ORDER BY ALL").rows
     # NaN != NaN: compare floats by their repr, everything else as is
     return [
         tuple(repr(v) if isinstance(v, float) and math.isnan(v) else v for v in row) for row in rows
     ]
 
 
-def test_copy_text_stores_what_the_row_path_stores(source, warehouse):
+def _sink(warehouse, name):
+    return CdcSink(warehouse, f"{name}_{uuid.uuid4().hex[:8]}")
+
+
+def test_copy_text_stores_what_the_row_path_stores(source, warehouse, monkeypatch):
     rng = random.Random(20261206)
     _fill(source, [_row(i, rng) for i in range(1, 1501)])
-    messages = _text_messages(source, chunk_bytes=16_000)  # many chunks, cut at row ends
-    assert len(messages) > 10
-    suffix = uuid.uuid4().hex[:8]
-    fast, slow = CdcSink(warehouse, f"fast_{suffix}"), CdcSink(warehouse, f"slow_{suffix}")
-    loaded = sum(fast.apply(message).counts[("wide", "u")] for message in messages)
+    fast, slow = _sink(warehouse, "fast"), _sink(warehouse, "slow")
+    # 16 ranges, each loaded in several chunks cut at row ends
+    assert _loaded(source, fast, rows_per_range=97, monkeypatch=monkeypatch) == 1500
     slow.apply(_row_message(source))
-    assert loaded == 1500
     fast_rows, slow_rows = _stored(warehouse, fast.database), _stored(warehouse, slow.database)
     assert len(fast_rows) == 1500
     assert fast_rows == slow_rows
-    # a redelivered chunk stores nothing new
-    fast.apply(messages[3])
+    # a redelivered range stores nothing new
+    _loaded(source, fast, rows_per_range=300, monkeypatch=monkeypatch)
     assert _stored(warehouse, fast.database) == fast_rows
 
 
@@ -143,58 +142,81 @@ def test_copy_text_stores_what_the_row_path_stores(source, warehouse):
     ],
 )
 def test_a_value_the_row_path_refuses_is_refused_with_its_column(
-    source, warehouse, column, value, reason
+    source, warehouse, monkeypatch, column, value, reason
 ):
     with source.connect() as db:
         db.execute("INSERT INTO wide (id) VALUES (1), (2)")
         db.execute(f"UPDATE wide SET {column} = %s WHERE id = 2", (value,))
-    sink = CdcSink(warehouse, f"refuse_{uuid.uuid4().hex[:8]}")
-    [message] = _text_messages(source, chunk_bytes=1_000_000)
-    with pytest.raises(PermanentError, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        sink.apply(message)
+    sink = _sink(warehouse, "refuse")
+    with pytest.raises(PermanentError, match=re.escape(reason)):
+        _loaded(source, sink, rows_per_range=10, monkeypatch=monkeypatch)
     with pytest.raises(Unsupported):  # the row path agrees
-        CdcSink(warehouse, f"refuse_{uuid.uuid4().hex[:8]}").apply(_row_message(source))
+        _sink(warehouse, "refuse").apply(_row_message(source))
     assert warehouse.query(f"SELECT count() FROM {sink.database}.wide").rows == [(0,)]
 
 
-def test_a_chunk_over_the_message_limit_is_split_at_row_ends(source, monkeypatch):
-    with source.connect() as db:  # rows of control characters: JSON writes each as \\u00XX
+KEYED = """
+CREATE TABLE keyed (region char(4), n integer, at timestamptz, body text,
+                    PRIMARY KEY (region, n, at));
+CREATE TABLE keyless (a integer, b text);
+ALTER TABLE keyless REPLICA IDENTITY FULL;
+"""
+
+
+def test_key_ranges_read_every_row_exactly_once_on_a_composite_key(postgres, warehouse):
+    url = fresh_database(postgres, KEYED, "keys")
+    source = PostgresSource(url, ["public.keyed", "public.keyless"], "pub", "slot")
+    with source.connect() as db:
         db.execute(
-            "INSERT INTO wide (id, body) SELECT i, repeat(E'\\x01', 300) FROM "
-            "generate_series(1, 40) i"
+            "INSERT INTO keyed SELECT r, n, '2026-01-01'::timestamptz + n * interval '1.5 s', "
+            "'row ' || n FROM unnest(ARRAY['ab', 'ab ', 'b\\c', 'zz']) r, "
+            "generate_series(1, 60) n ON CONFLICT DO NOTHING"
         )
-    monkeypatch.setattr(capture_side, "MAX_MESSAGE_BYTES", 5_000)
-    messages = _text_messages(source, chunk_bytes=1_000_000)
-    assert len(messages) >= 8
-    for message in messages:
-        assert len(json.dumps(message, separators=(",", ":"))) <= 5_000
-        chunk = message["snapshot"]
-        assert chunk["text"].endswith("\n") and chunk["text"].count("\n") == chunk["rows"]
-    ids = [
-        int(line.split("\t")[0]) for m in messages for line in m["snapshot"]["text"].splitlines()
+        db.execute("INSERT INTO keyless SELECT g % 7, 'x' FROM generate_series(1, 50) g")
+        expected = db.execute("SELECT count(*) FROM keyed").fetchone()[0]
+        keyed = source.shape(db, "public", "keyed")
+        keyless = source.shape(db, "public", "keyless")
+    ranges = list(source.key_ranges(keyed, 13))
+    sizes = [
+        sum(rows for _, rows in source.snapshot_text(keyed, 1000, after, through))
+        for after, through in ranges
     ]
-    assert sorted(ids) == list(range(1, 41))
+    assert sizes[:-1] == [13] * (len(ranges) - 1)  # in key order, not in the keys' text order
+    assert len(ranges) == -(-expected // 13) + (expected % 13 == 0)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous
+    lines = [
+        line
+        for after, through in ranges
+        for text, _ in source.snapshot_text(keyed, 1000, after, through)
+        for line in text.decode().splitlines()
+    ]
+    assert len(lines) == len(set(lines)) == expected
+    assert list(source.key_ranges(keyless, 13)) == [(None, None)]  # no index to walk
+    [(text, rows)] = list(source.snapshot_text(keyless, 10**6))
+    assert rows == 50 and text.count(b"\n") == 50
 
 
 @pytest.mark.parametrize(
-    "chunk",
+    ("range_", "reason"),
     [
-        "not an object",
-        {"table": "wide", "columns": [["id", "Int64", True]], "rows": 1, "text": "1"},
-        {"table": "wide", "columns": [["id", "Int64", True]], "rows": -1, "text": ""},
-        {"table": "wide", "columns": [["id", "Int64", True]], "text": "1\n"},
-        {"table": "wide", "columns": [], "rows": 1, "text": "1\n"},
-        {"table": "wi`de", "columns": [["id", "Int64", True]], "rows": 1, "text": "1\n"},
+        ("public.wide", "needs its source table"),
+        ({"source": "public.other"}, "not a captured table"),
+        ({"source": "pg_catalog.pg_authid"}, "not a captured table"),
+        ({"source": "public.wide", "after": "1"}, "key values as text"),
+        ({"source": "public.wide", "after": [1]}, "key values as text"),
+        ({"source": "public.wide", "after": ["1", "2"]}, "key values as text"),
+        ({"source": "public.wide", "through": ["seven"]}, "invalid input syntax"),
     ],
 )
-def test_a_malformed_snapshot_chunk_is_refused_before_any_insert(warehouse, chunk):
-    sink = CdcSink(warehouse, f"bad_{uuid.uuid4().hex[:8]}")
-    with pytest.raises(PermanentError):
-        sink.apply({"slot": "slot", "snapshot": chunk})
+def test_a_hostile_range_is_refused_with_a_reason(source, warehouse, range_, reason):
+    with pytest.raises(PermanentError, match=reason):
+        capture_side.load_snapshot_range(
+            source, _sink(warehouse, "bad"), {"snapshot_range": range_}
+        )
 
 
 def test_text_that_does_not_parse_is_permanent_not_retried(warehouse):
-    sink = CdcSink(warehouse, f"junk_{uuid.uuid4().hex[:8]}")
-    chunk = {"table": "t", "columns": [["id", "Int64", True]], "rows": 1, "text": "seven\n"}
+    sink = _sink(warehouse, "junk")
     with pytest.raises(PermanentError, match="unparsable snapshot text"):
-        sink.apply({"slot": "slot", "snapshot": chunk})
+        sink.load_text("t", [("id", "Int64", True)], b"seven\n")

@@ -64,8 +64,6 @@ class CdcSink:
 
     def apply(self, message: dict[str, Any]) -> CdcApplied:
         """Load one batch: changes applied per table and operation, and the newest commit."""
-        if "snapshot" in message:
-            return self.apply_snapshot(message)
         applied = CdcApplied()
         tables = message.get("tables")
         if not isinstance(tables, list):
@@ -77,10 +75,9 @@ class CdcSink:
             self._load(table, columns, rows, applied)
         return applied
 
-    def apply_snapshot(self, message: dict[str, Any]) -> CdcApplied:
-        """Load one chunk of a table's initial snapshot: PostgreSQL's `COPY … TO STDOUT` text,
-        parsed and converted by ClickHouse itself (no Python per row), at version (0, 0)."""
-        table, columns, text, rows = _snapshot_chunk(message.get("snapshot"))
+    def load_text(self, table: str, columns: list[tuple[str, str, bool]], text: bytes) -> None:
+        """Rows of a table's initial snapshot in PostgreSQL's `COPY … TO STDOUT` text, parsed
+        and converted by ClickHouse itself (no Python per row), at version (0, 0)."""
         with self._lock:
             self._ensure(table, columns)
         conversions = []
@@ -96,9 +93,8 @@ class CdcSink:
             f"({', '.join(map(_quote, names))})",
             structure,
             ", ".join([*conversions, "0", "0", "0", "[]", "NULL"]),
-            text.encode(),
+            text,
         )
-        return CdcApplied(counts={(table, "u"): rows})
 
     def _ensure(self, table: str, columns: list[tuple[str, str, bool]]) -> None:
         db = self.database
@@ -296,18 +292,6 @@ def _group(group: Any) -> tuple[str, list[tuple[str, str, bool]], list[list[Any]
     if not any(key for _, _, key in parsed):
         raise InvalidPayload(f"cdc batch for {table} names no key column")
     return table, parsed, rows
-
-
-def _snapshot_chunk(chunk: Any) -> tuple[str, list[tuple[str, str, bool]], str, int]:
-    if not isinstance(chunk, dict):
-        raise InvalidPayload("cdc snapshot chunk must be an object")
-    table, columns, _ = _group({**chunk, "rows": []})
-    text, rows = chunk.get("text"), chunk.get("rows")
-    if not isinstance(text, str) or not isinstance(rows, int) or rows < 0:
-        raise InvalidPayload(f"cdc snapshot chunk for {table} needs its text and row count")
-    if text and not text.endswith("\n"):
-        raise InvalidPayload(f"cdc snapshot chunk for {table} ends inside a row")
-    return table, columns, text, rows
 
 
 def _row(row: Any, width: int) -> tuple[int, int, str, datetime | None, list[Any], list[str]]:

@@ -33,6 +33,10 @@ class TableShape:
     columns: tuple[str, ...]
     types: tuple[SourceType, ...]
     key: tuple[str, ...]  # the primary key; every column under REPLICA IDENTITY FULL
+    primary: bool = True  # whether `key` is a primary key (an index to walk in order)
+
+    def type_of(self, column: str) -> SourceType:
+        return self.types[self.columns.index(column)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,7 @@ class PostgresSource:
         if not rows:
             raise CdcSetupError(f"table {schema}.{table} does not exist")
         key = tuple(r[0] for r in rows if r[7])
+        primary = bool(key)
         if not key:
             if rows[0][8] != "f":
                 raise CdcSetupError(
@@ -170,6 +175,7 @@ class PostgresSource:
                 for r in rows
             ),
             key=key,
+            primary=primary,
         )
         return shape
 
@@ -195,15 +201,52 @@ class PostgresSource:
                 while rows := cursor.fetchmany(batch):
                     yield rows
 
-    def snapshot_text(self, shape: TableShape, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-        """Every row in `COPY … TO STDOUT`'s text format (tab-separated, `\\N` for NULL, the
-        same output functions as a cast to text), cut at row ends into chunks of about
-        `chunk_bytes`: (text, rows). The rows never become Python objects."""
-        query = sql.SQL("COPY {} ({}) TO STDOUT").format(
-            sql.Identifier(shape.schema, shape.name),
+    def key_ranges(
+        self, shape: TableShape, rows_per_range: int
+    ) -> Iterator[tuple[list[str] | None, list[str] | None]]:
+        """The table cut into ranges of about `rows_per_range` rows by its primary key: (after,
+        through] as the keys' text, None for an open end. Each boundary is one walk of the key's
+        index; no row is read. A table without a primary key is one range."""
+        if not shape.primary:
+            yield None, None
+            return
+        after: list[str] | None = None
+        with self.connect() as db:
+            while True:
+                query = sql.SQL("SELECT {} FROM {} {} ORDER BY {} OFFSET %s LIMIT 1").format(
+                    sql.SQL(", ").join(  # aliased: ORDER BY k would sort by the text
+                        sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"b{i}"))
+                        for i, k in enumerate(shape.key)
+                    ),
+                    sql.Identifier(shape.schema, shape.name),
+                    _where(shape, after, None),
+                    sql.SQL(", ").join(map(sql.Identifier, shape.key)),
+                )
+                row = db.execute(query, [*(after or []), rows_per_range - 1]).fetchone()
+                if row is None:
+                    yield after, None
+                    return
+                yield after, list(row)
+                after = list(row)
+
+    def snapshot_text(
+        self,
+        shape: TableShape,
+        chunk_bytes: int,
+        after: list[str] | None = None,
+        through: list[str] | None = None,
+    ) -> Iterator[tuple[bytes, int]]:
+        """The rows of one key range (every row without bounds) in `COPY … TO STDOUT`'s text
+        format (tab-separated, `\\N` for NULL, each value through its type's output function,
+        as pgoutput writes it), cut at row ends into chunks of about `chunk_bytes`: (text,
+        rows). The rows never become Python objects."""
+        query = sql.SQL("COPY (SELECT {} FROM {} {}) TO STDOUT").format(
             sql.SQL(", ").join(map(sql.Identifier, shape.columns)),
+            sql.Identifier(shape.schema, shape.name),
+            _where(shape, after, through),
         )
-        with self.connect() as db, db.cursor() as cursor, cursor.copy(query) as copy:
+        params = [*(after or []), *(through or [])]  # bound client-side (COPY takes none)
+        with self.connect() as db, db.cursor() as cursor, cursor.copy(query, params) as copy:
             pending = bytearray()
             for data in copy:
                 pending += data
@@ -250,6 +293,21 @@ class PostgresSource:
         if row is None:
             return SlotStatus(exists=False)
         return SlotStatus(True, parse_lsn(row[0]), parse_lsn(row[1]), int(row[2]), int(row[3]))
+
+
+def _where(shape: TableShape, after: list[str] | None, through: list[str] | None) -> sql.Composable:
+    """`WHERE (k1, k2) > (%s::t1, %s::t2) AND (k1, k2) <= (…)`: the keys compared as a row, in
+    the index's order, each bound cast to its column's type (the catalog's own spelling)."""
+    columns = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, shape.key)))
+    values = sql.SQL("({})").format(
+        sql.SQL(", ").join(sql.SQL("%s::") + sql.SQL(shape.type_of(k).name) for k in shape.key)
+    )
+    bounds = [
+        sql.SQL("{} {} {}").format(columns, sql.SQL(operator), values)
+        for operator, bound in ((">", after), ("<=", through))
+        if bound is not None
+    ]
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("")
 
 
 def _line(error: BaseException) -> str:

@@ -83,6 +83,9 @@ class LocalStackOptions:
     qstash_port: int = 8080
     salla_port: int = 8090
     embeddings_port: int = 8070
+    # With CDC_DATABASE_URL: capture here (as `cdc run` does), or only serve the deliveries
+    # (snapshot ranges, change batches) of a capture that runs elsewhere.
+    cdc_capture: bool = True
 
 
 def local_embeddings_wanted() -> bool:
@@ -238,7 +241,7 @@ class LocalStack:
         self._service = await start_server(
             create_app(self.container), self.options.host, self.options.port
         )
-        if settings.cdc_database_url is not None:
+        if settings.cdc_database_url is not None and self.options.cdc_capture:
             await self._start_capture()
         return self
 

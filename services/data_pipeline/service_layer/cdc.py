@@ -19,11 +19,11 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from data_pipeline.adapters.postgres_cdc import PostgresSource
+from data_pipeline.adapters.postgres_cdc import PostgresSource, TableShape, split_table
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.domain import pgoutput
 from data_pipeline.domain.cdc import (
@@ -34,13 +34,29 @@ from data_pipeline.domain.cdc import (
 )
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
 
+if TYPE_CHECKING:  # the drain runs where ClickHouse's client is not imported
+    from data_pipeline.adapters.clickhouse_cdc import CdcApplied, CdcSink
+
 BATCH_ROWS = 5000  # per message; bytes bound it first for wide rows
 BATCH_BYTES = 600_000  # well under QStash's 1 MB message limit
-MAX_MESSAGE_BYTES = 950_000  # QStash refuses bodies over 1 MB (the free plan's limit)
+RANGE_ROWS = 100_000  # rows per snapshot range: one delivery reads and loads it
+LOAD_CHUNK_BYTES = 8 * 2**20  # COPY text per ClickHouse insert while loading a range
 DRAIN_CHANGES = 20_000
 LEASE_SECONDS = 120.0  # a crashed drain holds the slot no longer than this
 
 Publish = Callable[[bytes, str], Awaitable[Any]]
+
+
+@dataclass
+class Snapshot:
+    ranges: int = 0  # key ranges published (each read and loaded by the service)
+    rows: int = 0  # rows published row by row (tables with arrays)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.ranges:,} key ranges (each read by the service that receives it) and "
+            f"{self.rows:,} rows published"
+        )
 
 
 @dataclass
@@ -121,38 +137,34 @@ class CdcCapture:
         self._on_status = on_status
         self._types: dict[int, SourceType] = {}
 
-    async def snapshot(self, tables: list[tuple[str, str]], batch: int = BATCH_ROWS) -> int:
-        """Every existing row of `tables`, at version (0, 0). Tables whose columns ClickHouse
-        can convert from PostgreSQL's text (all but arrays) travel as `COPY` text in chunks,
-        parsed by ClickHouse; the others row by row, as changes do."""
+    async def snapshot(self, tables: list[tuple[str, str]], batch: int = BATCH_ROWS) -> Snapshot:
+        """Every existing row of `tables`, at version (0, 0). A table whose columns ClickHouse
+        converts from PostgreSQL's text (all but arrays) is published as key ranges, each read
+        by the service that receives it (`COPY`, straight into ClickHouse); the others row by
+        row, as changes are."""
         loop = asyncio.get_running_loop()
 
-        def run() -> int:
+        def run() -> Snapshot:
             publish = self._blocking(loop)
             batcher = _Batcher(self.source.slot, publish)
-            count = 0
+            done = Snapshot()
             for schema, table in tables:
                 with self.source.connect() as db:
                     shape = self.source.shape(db, schema, table)
-                spec = _TableBatch(
-                    f"{schema}.{table}",
-                    table_name(schema, table),
-                    [
-                        [c, clickhouse_type(t, where=f"{schema}.{table}.{c}"), c in shape.key]
-                        for c, t in zip(shape.columns, shape.types, strict=True)
-                    ],
-                )
+                spec = _spec(shape)
                 if all(text_snapshot_supported(kind) for _, kind, _ in spec.columns):
-                    slot = self.source.slot
-                    for text, lines in self.source.snapshot_text(shape, BATCH_BYTES):
-                        count += _publish_snapshot_text(slot, spec, text, lines, publish)
+                    for after, through in self.source.key_ranges(shape, RANGE_ROWS):
+                        range_ = {"source": spec.source, "after": after, "through": through}
+                        body = _json({"slot": self.source.slot, "snapshot_range": range_})
+                        publish(body.encode(), "cdc-" + hashlib.sha256(body.encode()).hexdigest())
+                        done.ranges += 1
                     continue
                 for rows in self.source.snapshot(shape, batch):
                     for values in rows:
                         batcher.add(spec, [0, 0, "u", None, list(values), []])
-                        count += 1
+                        done.rows += 1
                 batcher.flush()
-            return count
+            return done
 
         return await asyncio.to_thread(run)
 
@@ -255,28 +267,57 @@ class CdcCapture:
         )
 
 
-def _publish_snapshot_text(
-    slot: str, spec: _TableBatch, text: bytes, rows: int, publish: Callable[[bytes, str], None]
-) -> int:
-    """One message per chunk; a chunk whose JSON would pass QStash's limit (escapes can grow
-    text up to six-fold) is halved at a row end and each half published. Returns the rows."""
-    chunk = {
-        "source": spec.source,
-        "table": spec.table,
-        "columns": spec.columns,
-        "rows": rows,
-        "text": text.decode(),  # the session's client_encoding is UTF8
-    }
-    body = json.dumps({"slot": slot, "snapshot": chunk}, separators=(",", ":")).encode()
-    if len(body) > MAX_MESSAGE_BYTES and rows > 1:
-        middle = text.find(b"\n", len(text) // 2 - 1) + 1
-        middle = middle if 0 < middle < len(text) else text.find(b"\n") + 1
-        first, second = text[:middle], text[middle:]
-        return _publish_snapshot_text(
-            slot, spec, first, first.count(b"\n"), publish
-        ) + _publish_snapshot_text(slot, spec, second, second.count(b"\n"), publish)
-    publish(body, "cdc-" + hashlib.sha256(body).hexdigest())
-    return rows
+def _spec(shape: TableShape) -> _TableBatch:
+    where = f"{shape.schema}.{shape.name}"
+    return _TableBatch(
+        where,
+        table_name(shape.schema, shape.name),
+        [
+            [c, clickhouse_type(t, where=f"{where}.{c}"), c in shape.key]
+            for c, t in zip(shape.columns, shape.types, strict=True)
+        ],
+    )
+
+
+def load_snapshot_range(source: PostgresSource, sink: CdcSink, message: dict[str, Any]) -> int:
+    """One key range of a table's initial snapshot, read from PostgreSQL and loaded in chunks of
+    `LOAD_CHUNK_BYTES` (memory independent of the range): the rows loaded. Only a configured
+    table is read; its shape comes from the catalog, never from the message."""
+    range_ = message.get("snapshot_range")
+    if not isinstance(range_, dict) or not isinstance(range_.get("source"), str):
+        raise InvalidPayload("cdc snapshot range needs its source table")
+    qualified = range_["source"]
+    if split_table(qualified) not in source.tables:
+        raise InvalidPayload(f"{qualified[:100]} is not a captured table (CDC_TABLES)")
+    schema, table = split_table(qualified)
+    with source.connect() as db:
+        shape = source.shape(db, schema, table)
+    after, through = (_bound(range_.get(end), shape, end) for end in ("after", "through"))
+    spec = _spec(shape)
+    columns = [(name, kind, bool(key)) for name, kind, key in spec.columns]
+    loaded = 0
+    try:
+        for text, rows in source.snapshot_text(shape, LOAD_CHUNK_BYTES, after, through):
+            sink.load_text(spec.table, columns, text)
+            loaded += rows
+    except psycopg.OperationalError as error:
+        raise TransientError(f"PostgreSQL: {str(error).strip()[:200]}") from None
+    except psycopg.Error as error:  # a bound that is not a value of its key's type, …
+        raise InvalidPayload(f"{qualified}: {str(error).strip()[:200]}") from None
+    return loaded
+
+
+def _bound(value: Any, shape: TableShape, end: str) -> list[str] | None:
+    if value is None:
+        return None
+    if (
+        not shape.primary
+        or not isinstance(value, list)
+        or len(value) != len(shape.key)
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise InvalidPayload(f"cdc snapshot range: {end} must be the table's key values as text")
+    return value
 
 
 def _changes(
@@ -307,20 +348,37 @@ def _changes(
     return rows
 
 
+def source_from(settings: Any) -> PostgresSource:
+    """The configured source (settings: PipelineSettings). InvalidPayload when CDC is off."""
+    if settings.cdc_database_url is None:
+        raise InvalidPayload("change data capture is off (CDC_DATABASE_URL is not set)")
+    return PostgresSource(
+        settings.cdc_database_url.get_secret_value(),
+        settings.cdc_table_list,
+        settings.cdc_publication,
+        settings.cdc_slot,
+    )
+
+
+def apply_delivery(settings: Any, sink: CdcSink, message: dict[str, Any]) -> CdcApplied:
+    """A `cdc-events` delivery: a batch of changes (or snapshot rows) to load, or a snapshot's
+    key range to read from PostgreSQL and load."""
+    from data_pipeline.adapters.clickhouse_cdc import CdcApplied
+
+    if "snapshot_range" in message:
+        rows = load_snapshot_range(source_from(settings), sink, message)
+        table = table_name(*split_table(message["snapshot_range"]["source"]))
+        return CdcApplied(counts={(table, "u"): rows})
+    return sink.apply(message)
+
+
 def capture_from(
     settings: Any, queue: Any, state: StateStore, owner: str, metrics: Any = None
 ) -> CdcCapture:
     """The capture a deployed function runs on each scheduled drain (settings: PipelineSettings,
     queue: the QStash adapter, metrics: PipelineMetrics, whose retained-WAL gauge each drain
     sets). Raises InvalidPayload when CDC is off."""
-    if settings.cdc_database_url is None:
-        raise InvalidPayload("change data capture is off (CDC_DATABASE_URL is not set)")
-    source = PostgresSource(
-        settings.cdc_database_url.get_secret_value(),
-        settings.cdc_table_list,
-        settings.cdc_publication,
-        settings.cdc_slot,
-    )
+    source = source_from(settings)
 
     async def publish(body: bytes, dedup_id: str) -> None:
         await queue.publish_cdc_batch(body, dedup_id=dedup_id)
@@ -380,8 +438,13 @@ async def run_capture(capture: CdcCapture) -> None:
         for line in done:
             log.info("cdc_setup", done=line)
         if to_snapshot:
-            rows = await capture.snapshot(to_snapshot)
-            log.info("cdc_snapshot", rows=rows, tables=len(to_snapshot))
+            published = await capture.snapshot(to_snapshot)
+            log.info(
+                "cdc_snapshot",
+                ranges=published.ranges,
+                rows=published.rows,
+                tables=len(to_snapshot),
+            )
         await keep_draining(
             capture,
             on_error=lambda error: log.warning("cdc_drain_retry", error=str(error)),

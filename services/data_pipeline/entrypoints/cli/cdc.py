@@ -91,22 +91,23 @@ def setup(
     """Create the publication and the replication slot (idempotent), then load the rows that
     exist (the slot first: every later change is streamed and wins over the snapshot)."""
     from data_pipeline.errors import PipelineError
+    from data_pipeline.service_layer.cdc import Snapshot
 
     source = _source(database_url, tables, publication, slot)
 
-    async def go() -> tuple[list[str], int]:
+    async def go() -> tuple[list[str], Snapshot]:
         done, to_snapshot = await asyncio.to_thread(source.setup)
         async with _capturing(source, qstash_url, token, topic_prefix, data_dir) as capture:
-            rows = await capture.snapshot(to_snapshot) if to_snapshot else 0
-        return done, rows
+            published = await capture.snapshot(to_snapshot) if to_snapshot else Snapshot()
+        return done, published
 
     try:
-        done, rows = run(go())
+        done, published = run(go())
     except PipelineError as error:
         fail(str(error))
     for line in done or ["publication and slot already in place"]:
         console.print(line)
-    console.print(f"snapshot: {rows:,} rows published")
+    console.print(f"snapshot: {published}")
 
 
 @app.command()
@@ -123,18 +124,19 @@ def snapshot(
     """Read the tables again (after an interrupted setup, say): idempotent, and every streamed
     change still wins over a snapshot row."""
     from data_pipeline.errors import PipelineError
+    from data_pipeline.service_layer.cdc import Snapshot
 
     source = _source(database_url, tables, publication, slot)
 
-    async def go() -> int:
+    async def go() -> Snapshot:
         async with _capturing(source, qstash_url, token, topic_prefix, data_dir) as capture:
-            return int(await capture.snapshot(list(source.tables)))
+            return await capture.snapshot(list(source.tables))
 
     try:
-        rows = run(go())
+        published = run(go())
     except PipelineError as error:
         fail(str(error))
-    console.print(f"snapshot: {rows:,} rows published")
+    console.print(f"snapshot: {published}")
 
 
 @app.command("run")

@@ -36,6 +36,13 @@ def dev(
         int, typer.Option(help="Local embeddings server port (when OPENAI_* are unset).")
     ] = 8070,
     data_dir: DataDirOption = Path(".data"),
+    cdc_capture: Annotated[
+        bool,
+        typer.Option(
+            help="With CDC_DATABASE_URL: capture here, or only serve the deliveries of a "
+            "capture that runs elsewhere (`salla-pipeline cdc run`)."
+        ),
+    ] = True,
 ) -> None:
     """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
     from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
@@ -47,6 +54,7 @@ def dev(
         qstash_port=qstash_port,
         salla_port=salla_port,
         embeddings_port=embeddings_port,
+        cdc_capture=cdc_capture,
     )
     try:
         stack = LocalStack.from_environment(options)

@@ -248,7 +248,10 @@ def fast_routes() -> list[Route]:
 )
 async def cdc_event(request: Request) -> Response:
     """Verify QStash's signature, then load the batch into the captured tables' versioned
-    storage (idempotent: a redelivered batch stores nothing new)."""
+    storage, or read a snapshot's key range from PostgreSQL and load it (idempotent: a
+    redelivered batch or range stores nothing new)."""
+    from data_pipeline.service_layer.cdc import apply_delivery
+
     container: Container = request.app.state.container
     raw = await verified_delivery(request, container, CDC_EVENT_PATH, MAX_CDC_BYTES)
     if isinstance(raw, Response):
@@ -258,7 +261,7 @@ async def cdc_event(request: Request) -> Response:
         if sink is None:
             raise PermanentError("change data capture needs the ClickHouse warehouse")
         message = decode_json_object(raw)
-        applied = await asyncio.to_thread(sink.apply, message)
+        applied = await asyncio.to_thread(apply_delivery, container.settings, sink, message)
     except PermanentError as error:
         container.metrics.delivery_failures.labels("permanent").inc()
         return delivery_answer(error)
