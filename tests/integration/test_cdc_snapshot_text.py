@@ -18,6 +18,8 @@ from data_pipeline.adapters.postgres_cdc import PostgresSource
 from data_pipeline.domain.cdc import Unsupported
 from data_pipeline.errors import PermanentError
 from data_pipeline.service_layer import cdc as capture_side
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from tests.support.postgres import fresh_database
 
@@ -220,3 +222,75 @@ def test_text_that_does_not_parse_is_permanent_not_retried(warehouse):
     sink = _sink(warehouse, "junk")
     with pytest.raises(PermanentError, match="unparsable snapshot text"):
         sink.load_text("t", [("id", "Int64", True)], b"seven\n")
+
+
+PROPERTY = """
+CREATE TABLE prop (id bigint PRIMARY KEY, body text, loose numeric, d double precision,
+                   at timestamptz, day date);
+"""
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))),
+            st.one_of(  # mostly values that fit Decimal(38, 9), sometimes ones that don't
+                *(st.decimals(-(10**28), 10**28, places=places) for places in (0, 2, 9)),
+                st.decimals(allow_nan=False, allow_infinity=False).filter(
+                    lambda d: abs(d.adjusted()) < 40
+                ),
+            ),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.datetimes(
+                min_value=datetime(1, 1, 1),
+                max_value=datetime(9999, 12, 31),
+                timezones=st.just(UTC),
+            ),
+            st.dates(),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_any_values_load_the_same_through_text_or_are_refused_by_both(
+    postgres, warehouse, monkeypatch, rows
+):
+    url = fresh_database(postgres, PROPERTY, "prop")
+    source = PostgresSource(url, ["public.prop"], "pub", "slot")
+    with source.connect() as db, db.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO prop VALUES (%s, %s, %s, %s, %s, %s)",
+            [(i, *row) for i, row in enumerate(rows)],
+        )
+        shape = source.shape(db, "public", "prop")
+    fast, slow = _sink(warehouse, "pfast"), _sink(warehouse, "pslow")
+    spec = capture_side._spec(shape)
+    message = {
+        "tables": [
+            {
+                "table": "prop",
+                "columns": spec.columns,
+                "rows": [
+                    [0, 0, "u", None, list(v), []]
+                    for chunk in source.snapshot(shape, 100)
+                    for v in chunk
+                ],
+            }
+        ]
+    }
+    try:
+        slow.apply(message)
+        refused = None
+    except Unsupported as error:
+        refused = error
+    range_ = {"snapshot_range": {"source": "public.prop", "after": None, "through": None}}
+    event("refused by the row path" if refused else "loaded by the row path")
+    if refused is not None:
+        with pytest.raises(PermanentError):
+            capture_side.load_snapshot_range(source, fast, range_)
+        return
+    capture_side.load_snapshot_range(source, fast, range_)
+    assert _stored(warehouse, fast.database, "prop") == _stored(warehouse, slow.database, "prop")
