@@ -5,12 +5,15 @@ its code for good."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from data_pipeline.devtools.salla_samples import encode, js_date, php_date, sample_envelope
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "salla"
 
 
 def at(event: dict, seconds: int) -> dict:
@@ -107,3 +110,56 @@ async def test_a_coupon_taken_off_an_abandoned_cart_is_gone(harness):
     await harness.settle()
     db = harness.settings.clickhouse_database
     assert await harness.sql(f"SELECT coupon_code FROM {db}.abandoned_carts") == [(None,)]
+
+
+def example(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())["envelope"]
+
+
+async def send_in_order(harness, events: list[dict]) -> None:
+    for event in events:
+        assert (await harness.send(encode(event))).status_code == 200
+        await harness.settle()
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+async def test_a_withdrawn_tracking_number_and_cod_are_gone(harness, newest_first):
+    created = at(example("shipment.created"), 0)
+    updated = at(created, 45)
+    updated["event"] = "shipment.updated"
+    updated["data"]["tracking_number"] = None  # the label was cancelled
+    updated["data"]["shipping_number"] = None
+    updated["data"]["cash_on_delivery"] = None  # paid online after all
+    partial = at(created, 90)  # a status-only update: carries neither field
+    partial["event"] = "shipment.updated"
+    partial["data"] = {key: created["data"][key] for key in ("id", "order_id", "status")}
+    events = [created, updated, partial]
+    await send_in_order(harness, events[::-1] if newest_first else events)
+    db = harness.settings.clickhouse_database
+    rows = await harness.sql(
+        f"SELECT tracking_number, cod_amount, courier_name FROM {db}.shipments"
+    )
+    assert rows == [(None, None, created["data"]["courier_name"])]
+
+
+async def test_review_text_withheld_later_does_not_bring_the_older_text_back(harness):
+    first = at(example("review.added"), 0)
+    first["data"]["content"] = "Fast delivery, good packing"
+    edited = at(first, 30)
+    edited["data"]["content"] = "Call me on 0551234567 about the refund"  # a contact: withheld
+    await send_in_order(harness, [edited, first])  # the older text arrives last
+    db = harness.settings.clickhouse_database
+    assert await harness.sql(f"SELECT content, content_withheld FROM {db}.product_reviews") == [
+        (None, True)
+    ]
+
+
+async def test_a_discount_taken_off_a_corrected_invoice_is_gone(harness):
+    issued = at(example("invoice.created"), 0)
+    corrected = at(issued, 60)
+    corrected["data"]["discount"] = None
+    corrected["data"]["payment_method"] = None
+    await send_in_order(harness, [corrected, issued])
+    db = harness.settings.clickhouse_database
+    rows = await harness.sql(f"SELECT discount, payment_method, total FROM {db}.invoices")
+    assert len(rows) == 1 and rows[0][:2] == (None, None) and rows[0][2] is not None

@@ -230,7 +230,12 @@ def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeyp
     before = contract(warehouse)
     stored = warehouse.query(f"SELECT count() FROM {database}.order_versions").rows
     monkeypatch.setattr(clickhouse_warehouse, "MIGRATIONS", MIGRATIONS)
-    assert [name.split(" ", 1)[0] for name in warehouse.migrate()] == ["0004", "0005", "0006"]
+    assert [name.split(" ", 1)[0] for name in warehouse.migrate()] == [
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+    ]
     assert contract(warehouse) == before
     assert before[0][0][0] == len(store.truth.live_orders())
     # Every stored row is kept (the item sets too); the versions gained their items.

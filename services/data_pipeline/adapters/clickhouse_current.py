@@ -206,6 +206,7 @@ INVOICES = CurrentTable(
     ),
     nested="lines",
     items=INVOICE_LINES,
+    clearable=("discount", "cod_fee", "payment_method"),
 )
 SHIPMENTS = CurrentTable(
     name="shipments_current",
@@ -228,6 +229,7 @@ SHIPMENTS = CurrentTable(
         ("shipped_at", "min(v.shipped_at)"),
         ("delivered_at", "min(v.delivered_at)"),
     ),
+    clearable=("tracking_number", "courier_name", "courier_id", "cod_amount"),
 )
 REVIEWS = CurrentTable(
     name="product_reviews_current",
@@ -242,6 +244,7 @@ REVIEWS = CurrentTable(
         "content_withheld",
         "created_at",
     ),
+    clearable=("content",),
 )
 CURRENT_TABLES = (
     ORDERS,

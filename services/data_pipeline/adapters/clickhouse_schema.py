@@ -765,6 +765,17 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    Migration(
+        7,
+        "invoices, shipments and reviews tell cleared fields apart from absent ones too",
+        tuple(
+            f"ALTER TABLE {{db}}.{table} "
+            "ADD COLUMN IF NOT EXISTS cleared Array(LowCardinality(String)) DEFAULT []"
+            for table in ("invoice_versions", "shipment_versions", "review_versions")
+        ),
+    ),
+)
 # Tables the application's read-only user may SELECT: the contract views, never the raw archive.
 READ_CONTRACT = (
     "orders",

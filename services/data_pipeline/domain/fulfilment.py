@@ -17,7 +17,7 @@ from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
-from data_pipeline.domain.fields import obj, text
+from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import ShipmentVersion
 from data_pipeline.domain.money import parse_currency, parse_decimal
 from data_pipeline.errors import InvalidPayload
@@ -60,7 +60,7 @@ def shipment_version(
     created = parse_optional_datetime(shipment.get("created_at"), field="shipment.created_at")
     if created is None and event.endswith((".created", ".creating")):
         created = event_time
-    return ShipmentVersion(
+    version_ = ShipmentVersion(
         merchant_id=merchant_id,
         shipment_id=parse_id(shipment.get("id"), field="shipment.id"),
         version=version,
@@ -91,6 +91,13 @@ def shipment_version(
         shipped_at=_stamp(shipment, "shipped_at", status in _SHIPPED, event_time),
         delivered_at=_stamp(shipment, "delivered_at", status in _DELIVERED, event_time),
     )
+    carried = {  # a tracking number withdrawn, a courier unassigned, COD switched off
+        "tracking_number": "tracking_number" in shipment or "shipping_number" in shipment,
+        "courier_name": "courier_name" in shipment or "company" in shipment,
+        "courier_id": "courier_id" in shipment,
+        "cod_amount": "cash_on_delivery" in shipment,
+    }
+    return with_cleared(version_, carried)
 
 
 def order_shipments(

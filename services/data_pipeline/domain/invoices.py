@@ -13,7 +13,7 @@ from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_id, parse_optional_id
-from data_pipeline.domain.fields import obj, text
+from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import InvoiceLine, InvoiceVersion
 from data_pipeline.domain.money import SCALE, parse_currency, parse_decimal
 
@@ -26,7 +26,7 @@ def invoice_version(
     total = invoice.get("total")
     tax = invoice.get("tax")
     tax_object = obj(tax, field="invoice.tax") if isinstance(tax, dict) else {}
-    return InvoiceVersion(
+    version_ = InvoiceVersion(
         merchant_id=merchant_id,
         invoice_id=parse_id(invoice.get("id"), field="invoice.id"),
         version=version,
@@ -49,6 +49,12 @@ def invoice_version(
         ),
         lines=_lines(invoice.get("items")),
     )
+    carried = {f: k in invoice for f, k in _CLEARABLE.items()}
+    return with_cleared(version_, carried)
+
+
+# Fields a corrected invoice can take away (payload key per field).
+_CLEARABLE = {"discount": "discount", "cod_fee": "cod_cost", "payment_method": "payment_method"}
 
 
 def _lines(raw: Any) -> tuple[InvoiceLine, ...] | None:

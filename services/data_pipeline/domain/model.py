@@ -197,6 +197,7 @@ class InvoiceVersion:
     total: Decimal | None = None
     currency: str | None = None
     lines: tuple[InvoiceLine, ...] | None = None
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ class ShipmentVersion:
     # First time the shipment was seen shipped / delivered (the earliest such version wins).
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,7 @@ class ReviewVersion:
     content: str | None = None
     content_withheld: bool | None = None
     created_at: datetime | None = None
+    cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
 
 
 WarehouseEntity = (

@@ -19,7 +19,7 @@ from typing import Any
 
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import parse_optional_id
-from data_pipeline.domain.fields import obj, text
+from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import ReviewVersion
 from data_pipeline.errors import InvalidPayload
 
@@ -42,7 +42,7 @@ def review_version(
     review_type = text(review.get("type"), field="review.type", limit=32)
     content = text(review.get("content"), field="review.content", limit=4000)
     withheld = content is not None and _personal(content, customer)
-    return ReviewVersion(
+    version_ = ReviewVersion(
         merchant_id=merchant_id,
         review_id=_review_id(review, order_id, product_id, review_type),
         version=version,
@@ -56,6 +56,8 @@ def review_version(
         created_at=parse_optional_datetime(review.get("created_at"), field="review.created_at")
         or event_time,
     )
+    # Text removed, or withheld from this version: the older text must not show instead.
+    return with_cleared(version_, {"content": "content" in review})
 
 
 def _review_id(
