@@ -16,6 +16,7 @@ from bench import (
     ack,
     cdc,
     cold_start,
+    domain_events,
     import_events,
     pipeline,
     rag,
@@ -36,6 +37,7 @@ HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "reads": (reads.measure, reads.report),
     "import": (import_events.measure, import_events.report),
     "cdc": (cdc.measure, cdc.report),
+    "events": (domain_events.measure, domain_events.report),
 }
 
 

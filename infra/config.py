@@ -193,6 +193,14 @@ class PipelineConfig(_Section):
         return self
 
     @property
+    def subscribed_events(self) -> list[str]:
+        """The domain events someone subscribed to (pipeline:topicSubscribers), in catalogue
+        order: the service publishes those."""
+        from shared.domain_events import EVENT_NAMES
+
+        return [name for name in EVENT_NAMES if self.topic_subscribers.get(name)]
+
+    @property
     def protected(self) -> bool:
         return self.environment == "prod" if self.protect is None else self.protect
 

@@ -23,6 +23,7 @@ from infra.components.vercel_service import VercelService, VercelServiceArgs
 from infra.components.warehouse import Warehouse, WarehouseArgs
 from infra.function_environment import function_environment
 from shared.contract import MigratorSettings, Role
+from shared.domain_events import SCHEMA_VERSION as EVENT_SCHEMA_VERSION
 from shared.topics import WEBHOOK_PATH
 
 RUNTIME_DATA_DIR = "/tmp/salla-pipeline"  # noqa: S108 - Lambda's only writable path; unused with Redis
@@ -112,6 +113,8 @@ def run() -> None:
                 "CDC_PUBLICATION": settings.cdc.publication,
                 "CDC_SLOT": settings.cdc.slot,
                 "CDC_CLICKHOUSE_DATABASE": settings.cdc.database,
+                # Published only where subscribed: a QStash URL group exists with endpoints.
+                "DOMAIN_EVENTS": ",".join(settings.subscribed_events),
             }
         )
 
@@ -162,6 +165,9 @@ def run() -> None:
     pulumi.export("pipeline_endpoint", service.endpoint)
     pulumi.export("webhook_url", pulumi.Output.concat(service.endpoint, WEBHOOK_PATH))
     pulumi.export("topic_endpoints", messaging.endpoints)
+    # For the app core: which domain events arrive on which topic, in which schema version.
+    pulumi.export("event_topics", messaging.event_topics)
+    pulumi.export("event_schema_version", EVENT_SCHEMA_VERSION)
     pulumi.export("egress_ips", network.egress_cidrs if network else [])
     pulumi.export("clickhouse_connection_string", warehouse.connection_string)
     pulumi.export("clickhouse_read_only_connection_string", warehouse.read_only_connection_string)

@@ -219,6 +219,12 @@ class PipelineSettings(BaseSettings):
     cdc_clickhouse_database: str = Field(
         "oltp", description="ClickHouse database of the captured tables."
     )
+    domain_events: str = Field(
+        "",
+        description="Comma-separated domain events that have subscribers (shared/domain_events.py "
+        "names, e.g. order.created,order.status_changed): each is published to its QStash topic "
+        "(event.<name>). Empty: none is published.",
+    )
     token_encryption_key: SecretStr = Field(
         description="Fernet key(s), comma-separated newest first, encrypting merchant tokens."
     )
@@ -317,6 +323,24 @@ class PipelineSettings(BaseSettings):
     @property
     def cdc_table_list(self) -> list[str]:
         return [t.strip() for t in self.cdc_tables.split(",") if t.strip()]
+
+    @property
+    def domain_event_list(self) -> list[str]:
+        return [e.strip() for e in self.domain_events.split(",") if e.strip()]
+
+    @field_validator("domain_events")
+    @classmethod
+    def _known_events(cls, value: str) -> str:
+        from shared.domain_events import EVENT_NAMES
+
+        unknown = [
+            e.strip() for e in value.split(",") if e.strip() and e.strip() not in EVENT_NAMES
+        ]
+        if unknown:
+            raise ValueError(
+                f"unknown domain events {unknown[:5]}; known: {', '.join(EVENT_NAMES)}"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

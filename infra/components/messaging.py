@@ -5,7 +5,9 @@ stack has its own groups (`<prefix>raw-events`, …; the service learns the pref
 QSTASH_TOPIC_PREFIX): deploying or destroying one stack never touches another's.
 `raw-events` delivers to the service's `/api/queue/process-event` at the deployed base URL.
 `cdc-events` and `notifications` are provisioned for other services, which are subscribed through
-`pipeline:topicSubscribers` (a topic nobody subscribes to yet is created empty). The QStash token
+`pipeline:topicSubscribers` (a topic nobody subscribes to yet is created empty). Domain events
+(shared/domain_events.py) get one URL group each, `<prefix>event.<name>`, when someone subscribes
+to them under the event's name (`order.created: [https://…]`). The QStash token
 and signing keys are account-level: they come from stack secrets, not from a resource.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import pulumi
 import upstash_pulumi as upstash
 
+from shared.domain_events import EVENT_NAMES, event_topic
 from shared.topics import ALL_TOPICS, CDC_DRAIN_CRON, CDC_DRAIN_PATH, TOPIC_DELIVERY_PATHS, scoped
 
 
@@ -32,10 +35,11 @@ class Messaging(pulumi.ComponentResource):
         self, name: str, args: MessagingArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("salla:infra:Messaging", name, None, opts)
-        unknown = set(args.subscribers) - set(ALL_TOPICS)
+        unknown = set(args.subscribers) - set(ALL_TOPICS) - set(EVENT_NAMES)
         if unknown:
             raise pulumi.RunError(
-                f"pipeline:topicSubscribers names unknown topics: {', '.join(sorted(unknown))}"
+                f"pipeline:topicSubscribers names unknown topics: {', '.join(sorted(unknown))} "
+                f"(topics: {', '.join(ALL_TOPICS)}; domain events: {', '.join(EVENT_NAMES)})"
             )
         base = pulumi.Output.from_input(args.service_base_url).apply(lambda url: url.rstrip("/"))
         self.topics: dict[str, pulumi.CustomResource] = {}
@@ -60,6 +64,21 @@ class Messaging(pulumi.ComponentResource):
                 self.topics[topic] = upstash.QStashTopic(
                     f"{name}-{topic}", name=scoped(args.topic_prefix, topic), opts=child
                 )
+        # One URL group per subscribed domain event (a URL group exists only with endpoints;
+        # the service publishes only these, from the same DOMAIN_EVENTS list).
+        self.event_topics: dict[str, str] = {}
+        for event in EVENT_NAMES:
+            urls_of_event = args.subscribers.get(event, [])
+            if not urls_of_event:
+                continue
+            topic_name = scoped(args.topic_prefix, event_topic(event))
+            self.topics[event_topic(event)] = upstash.QStashTopicV2(
+                f"{name}-{event_topic(event)}",
+                name=topic_name,
+                endpoints=urls_of_event,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.event_topics[event] = topic_name
         self.cdc_drain: pulumi.CustomResource | None = None
         if args.cdc_enabled:
             # The function cannot hold a replication connection: QStash calls the drain every

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from data_pipeline.adapters.token_cipher import TokenCipher
     from data_pipeline.adapters.vector_index import VectorIndex
     from data_pipeline.adapters.warehouse import Warehouse
+    from data_pipeline.service_layer.domain_events import DomainEventPublisher
     from data_pipeline.service_layer.loader import GroupCommitLoader
     from data_pipeline.service_layer.merchant_tokens import TokenProvider
     from data_pipeline.service_layer.processing import EventProcessor
@@ -75,6 +76,7 @@ class Container(IntakeContainer):
     feed: EmbedFeed
     rag: Rag | None = None  # None when RAG is off
     cdc: CdcSink | None = None  # applies captured PostgreSQL changes (a ClickHouse warehouse)
+    events: DomainEventPublisher | None = None  # domain events for the rest of the platform
 
     async def aclose(self) -> None:
         await self.loader.drain()
@@ -180,6 +182,7 @@ def bootstrap(
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
     from data_pipeline.adapters.token_cipher import TokenCipher
+    from data_pipeline.service_layer.domain_events import DomainEventPublisher
     from data_pipeline.service_layer.loader import GroupCommitLoader
     from data_pipeline.service_layer.merchant_tokens import TokenProvider
     from data_pipeline.service_layer.processing import EventProcessor
@@ -203,6 +206,12 @@ def bootstrap(
     )
     tokens = TokenProvider(state, cipher, oauth)
     feed = EmbedFeed(queue, settings.delivery_url(EMBED_PATH), enabled=settings.rag_active)
+    events = DomainEventPublisher(
+        state,
+        queue,
+        environment=settings.pipeline_environment.value,
+        subscribed=settings.domain_event_list,
+    )
     return Container(
         settings=settings,
         metrics=metrics,
@@ -212,7 +221,7 @@ def bootstrap(
         state=state,
         cipher=cipher,
         loader=loader,
-        processor=EventProcessor(loader, state, cipher, metrics, feed),
+        processor=EventProcessor(loader, state, cipher, metrics, feed, events),
         receiver=DeliveryVerifier(
             current_signing_key=settings.qstash_current_signing_key.get_secret_value(),
             next_signing_key=settings.qstash_next_signing_key.get_secret_value(),
@@ -228,8 +237,10 @@ def bootstrap(
             loader=loader,
             step_url=settings.delivery_url(SYNC_STEP_PATH),
             feed=feed,
+            events=events,
         ),
         feed=feed,
+        events=events,
         rag=build_rag(settings, warehouse, state),
         cdc=CdcSink(warehouse, settings.cdc_clickhouse_database)
         if isinstance(warehouse, ClickHouseWarehouse)

@@ -525,3 +525,37 @@ def test_cdc_is_off_without_tables_and_needs_its_secret_with_them(prod):
     assert prod.of_type("upstash:index/qStashScheduleV2:QStashScheduleV2") == []
     with pytest.raises(RunError, match="pipeline:cdcDatabaseUrl"):
         run_stack("prod", {"pipeline:cdc": {"tables": ["public.merchants"]}})
+
+
+def test_subscribed_domain_events_get_their_own_topics_and_reach_the_function():
+    subscribers = {
+        "order.created": ["https://app.example/hooks/orders"],
+        "order.status_changed": ["https://app.example/hooks/orders", "https://crm.example/in"],
+        "notifications": ["https://app.example/hooks/notify"],
+    }
+    run = run_stack("prod", {"pipeline:topicSubscribers": subscribers})
+    topics = {
+        r.inputs["name"]: r.inputs["endpoints"]
+        for r in run.of_type("upstash:index/qStashTopicV2:QStashTopicV2")
+    }
+    assert topics["salla-pipeline-prod-event.order.created"] == subscribers["order.created"]
+    assert (
+        topics["salla-pipeline-prod-event.order.status_changed"]
+        == subscribers["order.status_changed"]
+    )
+    assert not any("event.cart" in name for name in topics)  # no subscriber, no URL group
+    assert run.exports["event_topics"] == {
+        "order.created": "salla-pipeline-prod-event.order.created",
+        "order.status_changed": "salla-pipeline-prod-event.order.status_changed",
+    }
+    assert run.exports["event_schema_version"] == "1"
+    for role in ("-worker",):
+        variables = run.named(FUNCTION, role).props["environment"].variables
+        assert resolve(variables["DOMAIN_EVENTS"]) == "order.created,order.status_changed"
+
+
+def test_an_unknown_subscription_is_refused_naming_it():
+    from pulumi import RunError
+
+    with pytest.raises(RunError, match=r"order\.shipped"):
+        run_stack("prod", {"pipeline:topicSubscribers": {"order.shipped": ["https://x.example"]}})

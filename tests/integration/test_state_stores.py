@@ -198,3 +198,36 @@ async def test_embedded_digests_are_recorded_per_namespace_and_forgotten_on_dele
         "product:1": "h1-new"
     }
     assert await store.embedded_digests("merchant-2", ["product:1"]) == {"product:1": "other"}
+
+
+async def test_replace_record_is_a_compare_and_set(store):
+    assert await store.replace_record("cas", None, b"v1", 60)
+    assert not await store.replace_record("cas", None, b"other", 60)  # no longer absent
+    assert not await store.replace_record("cas", b"v0", b"other", 60)  # not what is stored
+    assert await store.replace_record("cas", b"v1", b"v2", 60)
+    assert await store.get_record("cas") == b"v2"
+    assert not await store.replace_record("cas", b"", b"v3", 60)  # empty is not absent
+    # many writers race from the same value: exactly one wins
+    results = await asyncio.gather(
+        *(store.replace_record("cas", b"v2", f"w{i}".encode(), 60) for i in range(20))
+    )
+    assert results.count(True) == 1
+    assert await store.get_record("cas") == f"w{results.index(True)}".encode()
+
+
+async def test_many_records_read_and_replaced_in_one_round_trip(store):
+    keys = [f"batch:{i}" for i in range(600)]  # past SQLite's bound-parameter limit
+    assert await store.get_records(keys) == {}
+    results = await store.replace_records([(k, None, k.encode()) for k in keys], 60)
+    assert all(results)
+    assert await store.get_records([*keys[:3], "batch:absent"]) == {k: k.encode() for k in keys[:3]}
+    mixed = [
+        ("batch:0", b"batch:0", b"new"),
+        ("batch:1", b"stale", b"new"),
+        ("batch:2", None, b"x"),
+    ]
+    assert await store.replace_records(mixed, 60) == [True, False, False]
+    assert (await store.get_records(["batch:0", "batch:1"])) == {
+        "batch:0": b"new",
+        "batch:1": b"batch:1",
+    }

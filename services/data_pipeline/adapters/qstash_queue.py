@@ -115,6 +115,19 @@ class QStashQueue(EventQueue):
         self._options(entry, EVENTS_FLOW)
         return await self._enqueue(entry, len(body))
 
+    async def publish_to_topic(self, topic: str, body: bytes, *, dedup_id: str) -> Published:
+        """A domain event to its URL group: delivered to other services (no worker flow)."""
+        entry: dict[str, Any] = {
+            "url_group": scoped(self._prefix, topic),
+            "body": body.decode("utf-8"),
+            "content_type": "application/json",
+            "deduplication_id": dedup_id,
+            "retries": self._retries,
+        }
+        if self._retry_delay:
+            entry["retry_delay"] = self._retry_delay
+        return await self._enqueue(entry, len(body))
+
     async def publish_message(
         self, url: str, body: bytes, *, dedup_id: str, flow: str
     ) -> Published:

@@ -40,4 +40,9 @@ class EventQueue(abc.ABC):
         per `dedup_id`. Raises TransientError."""
 
     @abc.abstractmethod
+    async def publish_to_topic(self, topic: str, body: bytes, *, dedup_id: str) -> Published:
+        """Enqueue one JSON document for every subscriber of our URL group `topic` (unprefixed:
+        domain events), at most once per `dedup_id`. Raises TransientError."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

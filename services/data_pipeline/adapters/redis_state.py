@@ -76,6 +76,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Compare-and-set. KEYS: record. ARGV: expected (ignored when ARGV[2] is '1': expect absent),
+# '1'|'0', new value, TTL ms.
+_REPLACE = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+    if current then return 0 end
+elseif current ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+
 # GCRA with the server's clock, so every function instance agrees on time.
 # KEYS: slot hash. ARGV: interval, burst, max wait. Returns the wait as a string (seconds).
 _RESERVE = """
@@ -118,6 +131,7 @@ class RedisStateStore(StateStore):
         self._release = self._redis.register_script(_RELEASE)
         self._reserve = self._redis.register_script(_RESERVE)
         self._hold = self._redis.register_script(_HOLD)
+        self._replace = self._redis.register_script(_REPLACE)
 
     def key(self, *parts: object) -> str:
         return ":".join([self._prefix, *map(str, parts)])
@@ -280,6 +294,24 @@ class RedisStateStore(StateStore):
     async def get_record(self, key: str) -> bytes | None:
         value = await self._call("record", self._redis.get(self.key("record", key)))
         return bytes(value) if value is not None else None
+
+    async def replace_records(
+        self, changes: list[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key, expected, value in changes:
+            absent = "1" if expected is None else "0"
+            args = [expected or b"", absent, value, int(ttl_seconds * 1000)]
+            await self._replace(keys=[self.key("record", key)], args=args, client=pipe)
+        return [bool(stored) for stored in await self._call("record", pipe.execute())]
+
+    async def get_records(self, keys: list[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        values = await self._call(
+            "record", self._redis.mget([self.key("record", key) for key in keys])
+        )
+        return {key: bytes(v) for key, v in zip(keys, values, strict=True) if v is not None}
 
     async def drop_record(self, key: str) -> None:
         await self._call("record", self._redis.delete(self.key("record", key)))

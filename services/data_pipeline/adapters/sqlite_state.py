@@ -296,6 +296,47 @@ class SqliteStateStore(StateStore):
         )
         return bytes(row[0]) if row else None
 
+    async def replace_records(
+        self, changes: list[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> list[bool]:
+            results = []
+            for key, expected, value in changes:
+                row = db.execute(
+                    "SELECT value FROM records WHERE key = ? AND expires_at > ?", (key, now)
+                ).fetchone()
+                if (bytes(row[0]) if row else None) != expected:
+                    results.append(False)
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                    (key, value, now + ttl_seconds),
+                )
+                results.append(True)
+            return results
+
+        return await self._transaction(work)
+
+    async def get_records(self, keys: list[str]) -> dict[str, bytes]:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> dict[str, bytes]:
+            found = {}
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for key, value in db.execute(
+                    f"SELECT key, value FROM records WHERE key IN ({marks})"  # noqa: S608
+                    " AND expires_at > ?",
+                    (*chunk, now),
+                ):
+                    found[key] = bytes(value)
+            return found
+
+        return await self._transaction(work, read_only=True)
+
     async def drop_record(self, key: str) -> None:
         await self._transaction(lambda db: db.execute("DELETE FROM records WHERE key = ?", (key,)))
 

@@ -102,6 +102,25 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def get_record(self, key: str) -> bytes | None: ...
 
+    async def replace_record(
+        self, key: str, expected: bytes | None, value: bytes, ttl_seconds: float
+    ) -> bool:
+        """Store `value` only if the record is still `expected` (None: absent); atomic. True if
+        stored. Lets concurrent deliveries advance one record without a lock round trip."""
+        [stored] = await self.replace_records([(key, expected, value)], ttl_seconds)
+        return stored
+
+    @abc.abstractmethod
+    async def get_records(self, keys: list[str]) -> dict[str, bytes]:
+        """`get_record` for many keys in one round trip (absent keys are left out)."""
+
+    @abc.abstractmethod
+    async def replace_records(
+        self, changes: list[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        """`replace_record` for many (key, expected, value) in one round trip, each atomic on its
+        own; results in order."""
+
     @abc.abstractmethod
     async def drop_record(self, key: str) -> None: ...
 

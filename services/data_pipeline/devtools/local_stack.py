@@ -43,6 +43,7 @@ from shared.contract import (
     PipelineSettings,
     load_settings,
 )
+from shared.domain_events import event_topic
 from shared.topics import RAW_EVENTS_TOPIC, TOPIC_DELIVERY_PATHS
 
 SECRETS_FILE = "local-secrets.json"
@@ -86,6 +87,8 @@ class LocalStackOptions:
     # With CDC_DATABASE_URL: capture here (as `cdc run` does), or only serve the deliveries
     # (snapshot ranges, change batches) of a capture that runs elsewhere.
     cdc_capture: bool = True
+    # Domain event subscribers: (event name, URL), as `pipeline:topicSubscribers` in a stack.
+    subscriptions: tuple[tuple[str, str], ...] = ()
 
 
 def local_embeddings_wanted() -> bool:
@@ -201,6 +204,10 @@ class LocalStack:
     def from_environment(cls, options: LocalStackOptions) -> LocalStack:
         run_embeddings = local_embeddings_wanted()
         _, run_local_qstash, run_salla_emulator = apply_local_defaults(options)
+        if options.subscriptions:  # publish the subscribed events (and those already configured)
+            named = os.environ.get("DOMAIN_EVENTS", "").split(",")
+            wanted = [n for n in named if n] + [name for name, _ in options.subscriptions]
+            os.environ["DOMAIN_EVENTS"] = ",".join(dict.fromkeys(wanted))
         return cls(
             run_embeddings=run_embeddings,
             settings=load_settings(),
@@ -238,6 +245,11 @@ class LocalStack:
         self.container.warehouse.migrate()
         for topic, path in TOPIC_DELIVERY_PATHS.items():
             await self.container.queue.ensure_topic(topic, [settings.delivery_url(path)])
+        subscribers: dict[str, list[str]] = {}
+        for name, url in self.options.subscriptions:
+            subscribers.setdefault(event_topic(name), []).append(url)
+        for topic, urls in subscribers.items():
+            await self.container.queue.ensure_topic(topic, urls)
         self._service = await start_server(
             create_app(self.container), self.options.host, self.options.port
         )

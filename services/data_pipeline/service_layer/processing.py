@@ -25,6 +25,7 @@ from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import MerchantAuthorized, MerchantChange, MerchantInstallChanged
 from data_pipeline.errors import InvalidPayload
 from data_pipeline.observability.metrics import PipelineMetrics
+from data_pipeline.service_layer.domain_events import DomainEventPublisher
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.rag import EmbedFeed
 
@@ -39,9 +40,11 @@ class EventProcessor:
         cipher: TokenCipher,
         metrics: PipelineMetrics,
         feed: EmbedFeed | None = None,
+        events: DomainEventPublisher | None = None,
     ) -> None:
         self._loader = loader
         self._feed = feed
+        self._events = events
         self._state = state
         self._cipher = cipher
         self._metrics = metrics
@@ -68,6 +71,8 @@ class EventProcessor:
         await self.apply_merchant_changes(result.merchant_changes)
         if self._feed is not None:  # before settling: a failed publish retries the delivery
             await self._feed.announce(envelope.merchant_id, result.entities, envelope.body_sha256)
+        if self._events is not None:  # after the load is confirmed, before settling (as above)
+            await self._events.after_load(result.entities)
         outcome = "loaded" if result.modeled else "ignored"
         verdict = await self._state.settle(envelope.body_sha256, message_id, outcome)
         self._count(verdict, outcome)

@@ -59,6 +59,7 @@ from data_pipeline.domain.sync import (
     slice_months_for,
 )
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
+from data_pipeline.service_layer.domain_events import DomainEventPublisher, sync_event
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.merchant_tokens import (
     AccessToken,
@@ -136,8 +137,10 @@ class SyncOrchestrator:
         step_seconds: float = STEP_SECONDS,
         today: Callable[[], date] = riyadh_today,
         feed: EmbedFeed | None = None,
+        events: DomainEventPublisher | None = None,
     ) -> None:
         self._feed = feed
+        self._events = events
         self._state = state
         self._queue = queue
         self._gateway = gateway
@@ -321,6 +324,7 @@ class SyncOrchestrator:
         )
         if job.status is JobStatus.COMPLETED:
             log.info("sync_completed", job=job.job_id, merchant=job.merchant_id, counts=job.counts)
+            await self._announce(job, "sync.completed", counts=dict(job.counts))
             return "completed"
         return "rescheduled" if stop is not None else "advanced"
 
@@ -333,7 +337,21 @@ class SyncOrchestrator:
         if not await self._state.save_job(job, expected_seq=expected):
             return "superseded"  # another copy moved the job on; its state stands
         log.warning("sync_failed", job=job.job_id, merchant=job.merchant_id, error=job.error)
+        await self._announce(job, "sync.failed", error=job.error)
         return "failed"
+
+    async def _announce(self, job: SyncJob, name: str, **data: Any) -> None:
+        """The job's end as a domain event, once per (job, seq): after the state says so, and
+        never at the cost of the job (a subscriber's outage is QStash's to retry; a publish that
+        fails here is logged, the job's status endpoint stays the source of truth)."""
+        if self._events is None:
+            return
+        try:
+            await self._events.publish(
+                [sync_event(name, job.merchant_id, job.job_id, job.seq, **data)]
+            )
+        except TransientError as error:
+            log.warning("sync_event_not_published", job=job.job_id, event=name, error=str(error))
 
     async def _publish(self, job: SyncJob, delay: float | None = None) -> None:
         if delay is None:

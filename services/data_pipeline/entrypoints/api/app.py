@@ -14,7 +14,16 @@ from starlette.applications import Starlette
 
 from data_pipeline.bootstrap import Container, IntakeContainer, bootstrap, bootstrap_intake
 from data_pipeline.entrypoints.api.intake import create_intake_app
-from data_pipeline.entrypoints.api.routes import dev, imports, jobs, ops, queue, rag, webhooks
+from data_pipeline.entrypoints.api.routes import (
+    dev,
+    events,
+    imports,
+    jobs,
+    ops,
+    queue,
+    rag,
+    webhooks,
+)
 from shared.contract import Environment, PipelineSettings, Role, load_settings
 
 
@@ -57,7 +66,7 @@ def create_app(
         app.include_router(webhooks.router)  # documents the route served above
     if worker:
         app.router.routes.extend(queue.fast_routes())
-        for router in (queue.router, jobs.router, rag.router, imports.router):
+        for router in (queue.router, jobs.router, rag.router, imports.router, events.router):
             app.include_router(router)
     app.include_router(ops.router)
     if worker and not production:

@@ -7,6 +7,7 @@ import typer
 from data_pipeline.entrypoints.cli import (
     cdc,
     dlq,
+    events,
     importer,
     rag,
     stack,
@@ -35,6 +36,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(sync.app, name="sync")
 app.add_typer(rag.app, name="rag")
 app.add_typer(cdc.app, name="cdc")
+app.add_typer(events.app, name="events")
 
 if __name__ == "__main__":
     app()

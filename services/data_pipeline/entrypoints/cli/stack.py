@@ -43,6 +43,14 @@ def dev(
             "capture that runs elsewhere (`salla-pipeline cdc run`)."
         ),
     ] = True,
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="EVENT=URL",
+            help="Deliver a domain event (e.g. order.created) to URL, signed by the local QStash "
+            "server; repeat for more.",
+        ),
+    ] = None,
 ) -> None:
     """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
     from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
@@ -55,6 +63,7 @@ def dev(
         salla_port=salla_port,
         embeddings_port=embeddings_port,
         cdc_capture=cdc_capture,
+        subscriptions=tuple(_subscription(entry) for entry in subscribe or ()),
     )
     try:
         stack = LocalStack.from_environment(options)
@@ -247,3 +256,16 @@ def demo(
     from data_pipeline.devtools.demo import demo_main
 
     raise typer.Exit(demo_main(data_dir))
+
+
+def _subscription(entry: str) -> tuple[str, str]:
+    """`order.created=http://…`: a known event name and an http(s) URL, or a one-line error."""
+    from shared.domain_events import EVENT_NAMES
+
+    name, equals, url = entry.partition("=")
+    if not equals or name.strip() not in EVENT_NAMES:
+        known = ", ".join(EVENT_NAMES)
+        fail(f"--subscribe {entry[:80]!r}: expected EVENT=URL, EVENT one of {known}")
+    if not url.startswith(("http://", "https://")):
+        fail(f"--subscribe {entry[:80]!r}: the URL must start with http:// or https://")
+    return name.strip(), url
