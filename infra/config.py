@@ -170,6 +170,7 @@ class PipelineConfig(_Section):
     qstash_retry_delay: str | None = None
     worker_parallelism: WorkerParallelism = Field(default_factory=WorkerParallelism)
     topic_subscribers: dict[str, list[str]] = Field(default_factory=dict)
+    dlq_alert_threshold: int = Field(10, ge=1, le=100_000)
     salla_webhook_strategy: Literal["signature", "token"] = "signature"
     # The Salla app's OAuth client id (refreshing merchant tokens for historical sync).
     salla_client_id: str = Field(min_length=1, max_length=200)
@@ -196,9 +197,11 @@ class PipelineConfig(_Section):
     def subscribed_events(self) -> list[str]:
         """The domain events someone subscribed to (pipeline:topicSubscribers), in catalogue
         order: the service publishes those."""
-        from shared.domain_events import EVENT_NAMES
+        from shared.domain_events import EVENT_NAMES, NOTIFICATIONS
 
-        return [name for name in EVENT_NAMES if self.topic_subscribers.get(name)]
+        names = [name for name in EVENT_NAMES if self.topic_subscribers.get(name)]
+        # Someone listens on `notifications`: sync ends and DLQ alerts are copied there too.
+        return [*names, NOTIFICATIONS] if self.topic_subscribers.get(NOTIFICATIONS) else names
 
     @property
     def protected(self) -> bool:
@@ -245,6 +248,7 @@ _SCALARS = (
     "sallaApiBaseUrl",
     "sallaOauthTokenUrl",
     "logLevel",
+    "dlqAlertThreshold",
 )
 _SECRETS = {
     "qstash_token": "qstashToken",

@@ -115,6 +115,7 @@ def run() -> None:
                 "CDC_CLICKHOUSE_DATABASE": settings.cdc.database,
                 # Published only where subscribed: a QStash URL group exists with endpoints.
                 "DOMAIN_EVENTS": ",".join(settings.subscribed_events),
+                "DLQ_ALERT_THRESHOLD": str(settings.dlq_alert_threshold),
             }
         )
 

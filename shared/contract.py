@@ -223,7 +223,14 @@ class PipelineSettings(BaseSettings):
         "",
         description="Comma-separated domain events that have subscribers (shared/domain_events.py "
         "names, e.g. order.created,order.status_changed): each is published to its QStash topic "
-        "(event.<name>). Empty: none is published.",
+        "(event.<name>); `notifications` also copies sync ends and DLQ alerts to the "
+        "notifications topic. Empty: none is published.",
+    )
+    dlq_alert_threshold: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Events of one merchant dead-lettered in one hour that raise dlq.growing.",
     )
     token_encryption_key: SecretStr = Field(
         description="Fernet key(s), comma-separated newest first, encrypting merchant tokens."
@@ -331,15 +338,12 @@ class PipelineSettings(BaseSettings):
     @field_validator("domain_events")
     @classmethod
     def _known_events(cls, value: str) -> str:
-        from shared.domain_events import EVENT_NAMES
+        from shared.domain_events import EVENT_NAMES, NOTIFICATIONS
 
-        unknown = [
-            e.strip() for e in value.split(",") if e.strip() and e.strip() not in EVENT_NAMES
-        ]
+        known = (*EVENT_NAMES, NOTIFICATIONS)
+        unknown = [e.strip() for e in value.split(",") if e.strip() and e.strip() not in known]
         if unknown:
-            raise ValueError(
-                f"unknown domain events {unknown[:5]}; known: {', '.join(EVENT_NAMES)}"
-            )
+            raise ValueError(f"unknown domain events {unknown[:5]}; known: {', '.join(known)}")
         return value
 
     @field_validator("redis_url")

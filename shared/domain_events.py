@@ -104,9 +104,18 @@ EVENTS: dict[str, tuple[str, str, dict[str, Any], tuple[str, ...]]] = {
         (),
     ),
     "sync.failed": ("sync", "jobId", {"error": {"type": "string", "maxLength": 500}}, ("error",)),
+    # A merchant's events dead-lettered this hour reached DLQ_ALERT_THRESHOLD (once per hour).
+    "dlq.growing": (
+        "dlq",
+        "window",
+        {"deadLettered": {"type": "integer", "minimum": 1}, "threshold": {"type": "integer"}},
+        ("deadLettered", "threshold"),
+    ),
 }
 EVENT_NAMES = tuple(EVENTS)
-NOTIFICATION_EVENTS = ("sync.completed", "sync.failed")
+# Also copied to the `notifications` topic when it has subscribers (DOMAIN_EVENTS lists it).
+NOTIFICATION_EVENTS = ("sync.completed", "sync.failed", "dlq.growing")
+NOTIFICATIONS = "notifications"
 
 
 def event_topic(name: str) -> str:
@@ -121,7 +130,8 @@ def event_type(name: str) -> str:
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one event's CloudEvents document."""
     entity, id_field, properties, required = EVENTS[name]
-    id_schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"} if entity == "sync" else _ID
+    textual = entity in ("sync", "dlq")  # job ids, hour windows (2026-12-06T03)
+    id_schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"} if textual else _ID
     data = {
         "type": "object",
         "properties": {

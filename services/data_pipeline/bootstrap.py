@@ -211,6 +211,7 @@ def bootstrap(
         queue,
         environment=settings.pipeline_environment.value,
         subscribed=settings.domain_event_list,
+        dlq_alert_threshold=settings.dlq_alert_threshold,
     )
     return Container(
         settings=settings,

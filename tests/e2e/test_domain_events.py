@@ -305,3 +305,25 @@ async def test_concurrent_deliveries_publish_each_event_once(events_harness, sin
     await asyncio.gather(*(harness.send(body) for body in deliveries))  # a concurrent replay
     await harness.settle()
     assert len(sink.deliveries) == before
+
+
+async def test_dead_letters_past_the_threshold_raise_one_alert_also_on_notifications(
+    harness_with, sink
+):
+    from data_pipeline.devtools.salla_samples import encode, sample_envelope
+
+    harness = await harness_with(domain_events="dlq.growing,notifications", dlq_alert_threshold=3)
+    await harness.container.queue.ensure_topic(event_topic("dlq.growing"), [f"{sink.url}/dlq"])
+    await harness.container.queue.ensure_topic("notifications", [f"{sink.url}/notifications"])
+    for index in range(5):  # five poison events of one merchant: unreadable totals
+        event = sample_envelope("order.created", merchant_id=4242)
+        event["data"]["amounts"]["total"] = {"amount": f"1,23{index}.50", "currency": "SAR"}
+        assert (await harness.send(encode(event))).status_code == 200
+    await harness.settle()
+    alerts = [json.loads(d.body) for d in sink.to("/dlq")]
+    copies = [json.loads(d.body) for d in sink.to("/notifications")]
+    assert len(alerts) == 1 and copies == alerts  # once per merchant and hour, on both topics
+    [alert] = alerts
+    jsonschema.validate(alert, schema("dlq.growing"))
+    assert alert["data"]["merchantId"] == 4242
+    assert alert["data"]["deadLettered"] == alert["data"]["threshold"] == 3

@@ -551,7 +551,10 @@ def test_subscribed_domain_events_get_their_own_topics_and_reach_the_function():
     assert run.exports["event_schema_version"] == "1"
     for role in ("-worker",):
         variables = run.named(FUNCTION, role).props["environment"].variables
-        assert resolve(variables["DOMAIN_EVENTS"]) == "order.created,order.status_changed"
+        assert (
+            resolve(variables["DOMAIN_EVENTS"])
+            == "order.created,order.status_changed,notifications"
+        )
 
 
 def test_an_unknown_subscription_is_refused_naming_it():
@@ -559,3 +562,16 @@ def test_an_unknown_subscription_is_refused_naming_it():
 
     with pytest.raises(RunError, match=r"order\.shipped"):
         run_stack("prod", {"pipeline:topicSubscribers": {"order.shipped": ["https://x.example"]}})
+
+
+def test_notifications_subscribers_get_the_sync_and_dlq_alerts_copied():
+    run = run_stack(
+        "prod",
+        {
+            "pipeline:topicSubscribers": {"notifications": ["https://app.example/notify"]},
+            "pipeline:dlqAlertThreshold": 25,
+        },
+    )
+    variables = run.named(FUNCTION, "-worker").props["environment"].variables
+    assert resolve(variables["DOMAIN_EVENTS"]) == "notifications"
+    assert resolve(variables["DLQ_ALERT_THRESHOLD"]) == "25"

@@ -25,7 +25,8 @@ from data_pipeline.adapters.queue import EventQueue
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.domain.domain_events import DomainEvent, Tracked, derive, entity_key
 from data_pipeline.errors import TransientError
-from shared.domain_events import event_topic, event_type
+from shared.domain_events import NOTIFICATION_EVENTS, NOTIFICATIONS, event_topic, event_type
+from shared.topics import NOTIFICATIONS_TOPIC
 
 STATE_TTL = 5 * 365 * 24 * 3600  # an order updated years later is not "created" again
 CAS_ATTEMPTS = 5  # concurrent deliveries of one entity: each retry re-reads what won
@@ -37,10 +38,8 @@ class EventsBusy(TransientError):
 
 def cloud_event(event: DomainEvent, environment: str) -> bytes:
     """CloudEvents 1.0, structured JSON."""
-    id_field = {"order": "orderId", "product": "productId", "customer": "customerId"}.get(
-        event.entity, "cartId" if event.entity == "cart" else "jobId"
-    )
-    entity_id: Any = event.entity_id if event.entity == "sync" else int(event.entity_id)
+    id_field = _ID_FIELDS[event.entity]
+    entity_id: Any = event.entity_id if event.entity in ("sync", "dlq") else int(event.entity_id)
     document = {
         "specversion": "1.0",
         "id": event_id(event),
@@ -59,6 +58,16 @@ def cloud_event(event: DomainEvent, environment: str) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+_ID_FIELDS = {
+    "order": "orderId",
+    "product": "productId",
+    "customer": "customerId",
+    "cart": "cartId",
+    "sync": "jobId",
+    "dlq": "window",
+}
+
+
 def event_id(event: DomainEvent) -> str:
     return "evt-" + hashlib.sha256(event.key.encode()).hexdigest()[:40]
 
@@ -71,11 +80,14 @@ class DomainEventPublisher:
         *,
         environment: str,
         subscribed: Iterable[str],
+        dlq_alert_threshold: int = 10,
     ) -> None:
         self._state = state
         self._queue = queue
         self._environment = environment
         self.subscribed = frozenset(subscribed)
+        self.notifications = NOTIFICATIONS in self.subscribed
+        self._dlq_threshold = dlq_alert_threshold
         self._pending: list[tuple[list[Any], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -153,12 +165,41 @@ class DomainEventPublisher:
                 return counts
         raise EventsBusy(f"events of {len(keys)} entities keep changing under concurrent loads")
 
+    async def dead_lettered(self, merchant_id: int, at: datetime) -> bool:
+        """Count a merchant's dead-lettered event in its hour; the one that reaches the
+        threshold raises `dlq.growing` (once per merchant and hour). Best effort: an alert,
+        never a reason to fail the delivery. Returns whether the alert was raised."""
+        if "dlq.growing" not in self.subscribed and not self.notifications:
+            return False
+        window = at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+        key = f"dlq-count:{merchant_id}:{window}"
+        for _ in range(CAS_ATTEMPTS):
+            stored = await self._state.get_record(key)
+            count = int(stored or b"0") + 1
+            if await self._state.replace_record(key, stored, str(count).encode(), 2 * 3600):
+                break
+        else:
+            return False
+        if count != self._dlq_threshold:
+            return False
+        data = {"deadLettered": count, "threshold": self._dlq_threshold}
+        await self.publish(
+            [DomainEvent("dlq.growing", "dlq", merchant_id, window, count, at, data)]
+        )
+        return True
+
     async def _publish(self, event: DomainEvent) -> int:
-        if event.name not in self.subscribed:
-            return 0
+        published = 0
         body = cloud_event(event, self._environment)
-        await self._queue.publish_to_topic(event_topic(event.name), body, dedup_id=event_id(event))
-        return 1
+        if event.name in self.subscribed:
+            topic = event_topic(event.name)
+            await self._queue.publish_to_topic(topic, body, dedup_id=event_id(event))
+            published += 1
+        if self.notifications and event.name in NOTIFICATION_EVENTS:
+            dedup = event_id(event) + "-n"
+            await self._queue.publish_to_topic(NOTIFICATIONS_TOPIC, body, dedup_id=dedup)
+            published += 1
+        return published
 
 
 def sync_event(name: str, merchant_id: int, job_id: str, seq: int, **data: Any) -> DomainEvent:

@@ -99,7 +99,22 @@ class EventProcessor:
             log.warning("settlement_not_recorded", message_id=message_id)
         if verdict is Verdict.FIRST:
             self._metrics.settle("dead_lettered")
+            await self._alert_dead_letter(raw)
         log.warning("event_dead_lettered", message_id=message_id, reason=reason[:300])
+
+    async def _alert_dead_letter(self, raw: bytes) -> None:
+        """Count it towards its merchant's hourly DLQ alert (dlq.growing). An event whose
+        envelope does not parse cannot be attributed to a merchant and is not counted."""
+        if self._events is None:
+            return
+        try:
+            merchant = parse_envelope(raw).merchant_id
+        except InvalidPayload:
+            return
+        try:
+            await self._events.dead_lettered(merchant, datetime.now(UTC))
+        except Exception:  # an alert must never change what QStash is told
+            log.warning("dlq_alert_not_counted", merchant=merchant)
 
     async def apply_merchant_changes(self, changes: Sequence[MerchantChange]) -> None:
         await apply_merchant_changes(self._state, self._cipher, changes)
