@@ -116,11 +116,22 @@ EVENT_NAMES = tuple(EVENTS)
 # Also copied to the `notifications` topic when it has subscribers (DOMAIN_EVENTS lists it).
 NOTIFICATION_EVENTS = ("sync.completed", "sync.failed", "dlq.growing")
 NOTIFICATIONS = "notifications"
+TEXT_ID_ENTITIES = ("sync", "dlq")
 
 
 def event_topic(name: str) -> str:
     """The (unprefixed) QStash URL group of one event: `event.order.created`."""
     return TOPIC_PREFIX + name
+
+
+def id_field(name: str) -> str:
+    """The name of the entity's id in `data` (`orderId`, `jobId`, …)."""
+    return EVENTS[name][1]
+
+
+def has_text_id(name: str) -> bool:
+    """Sync jobs and DLQ hour windows are named by text; Salla entities by number."""
+    return EVENTS[name][0] in TEXT_ID_ENTITIES
 
 
 def event_type(name: str) -> str:
@@ -130,7 +141,7 @@ def event_type(name: str) -> str:
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one event's CloudEvents document."""
     entity, id_field, properties, required = EVENTS[name]
-    textual = entity in ("sync", "dlq")  # job ids, hour windows (2026-12-06T03)
+    textual = entity in TEXT_ID_ENTITIES  # job ids, hour windows (2026-12-06T03)
     id_schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"} if textual else _ID
     data = {
         "type": "object",

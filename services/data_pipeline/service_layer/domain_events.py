@@ -3,13 +3,16 @@
 Per entity key: read the state its last events came from, derive the new version's events
 (domain/domain_events.py), publish them as CloudEvents to their QStash topics, then store the
 new state with a compare-and-set (a concurrent delivery that stored first makes this one derive
-again from its state). A crash after publishing and before storing re-derives the same events
-with the same ids, which QStash drops as duplicates within its 10-minute window (a consumer
-also drops a version it has seen: at-least-once at that one boundary); a version that is not
-newer than the stored state publishes nothing, so redeliveries, duplicates, replays and late
-older versions add no event. Only events with subscribers are published (a
-QStash URL group exists only with endpoints); the others are still derived, so state stays
-current for when a subscriber arrives.
+again from its state). Concurrent deliveries share one read and one compare-and-set round trip
+(group commit, as the warehouse loader does).
+
+A crash after publishing and before storing re-derives the same events with the same ids,
+which QStash drops as duplicates within its 10-minute window (a consumer also drops a version
+it has seen: at-least-once at that one boundary); a version that is not newer than the stored
+state publishes nothing, so redeliveries, duplicates, replays and late older versions add no
+event. Only events with subscribers are published (a QStash URL group exists only with
+endpoints); the others are still derived, so state stays current for when a subscriber
+arrives.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from data_pipeline.adapters.queue import EventQueue
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.domain.domain_events import DomainEvent, Tracked, derive, entity_key
 from data_pipeline.errors import TransientError
-from shared.domain_events import NOTIFICATION_EVENTS, NOTIFICATIONS, event_topic, event_type
+from shared.domain_events import (
+    NOTIFICATION_EVENTS,
+    NOTIFICATIONS,
+    event_topic,
+    event_type,
+    has_text_id,
+    id_field,
+)
 from shared.topics import NOTIFICATIONS_TOPIC
 
 STATE_TTL = 5 * 365 * 24 * 3600  # an order updated years later is not "created" again
@@ -38,8 +48,7 @@ class EventsBusy(TransientError):
 
 def cloud_event(event: DomainEvent, environment: str) -> bytes:
     """CloudEvents 1.0, structured JSON."""
-    id_field = _ID_FIELDS[event.entity]
-    entity_id: Any = event.entity_id if event.entity in ("sync", "dlq") else int(event.entity_id)
+    entity_id: Any = event.entity_id if has_text_id(event.name) else int(event.entity_id)
     document = {
         "specversion": "1.0",
         "id": event_id(event),
@@ -50,22 +59,12 @@ def cloud_event(event: DomainEvent, environment: str) -> bytes:
         "datacontenttype": "application/json",
         "data": {
             "merchantId": event.merchant_id,
-            id_field: entity_id,
+            id_field(event.name): entity_id,
             "version": event.version,
             **event.data,
         },
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-_ID_FIELDS = {
-    "order": "orderId",
-    "product": "productId",
-    "customer": "customerId",
-    "cart": "cartId",
-    "sync": "jobId",
-    "dlq": "window",
-}
 
 
 def event_id(event: DomainEvent) -> str:
