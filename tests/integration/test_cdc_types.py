@@ -110,14 +110,14 @@ def test_text_arrays_round_trip_with_nulls_quotes_and_commas(pg, value):
 
 
 @FAST
-@given(
-    st.datetimes(
-        min_value=datetime(1900, 1, 1), max_value=datetime(2262, 1, 1), timezones=st.just(UTC)
-    )
-)
-def test_timestamptz_round_trips(pg, value):
-    stored = convert(text_of(pg, value, "timestamptz"), mapped(pg, "timestamptz"), where="t.c")
-    assert stored == value
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_timestamptz_round_trips_or_is_refused_outside_the_exact_range(pg, value):
+    text = text_of(pg, value, "timestamptz")
+    if 1700 <= value.year <= 2254:
+        assert convert(text, mapped(pg, "timestamptz"), where="t.c") == value
+    else:  # beyond 2**53 microseconds a float on the way would change the last digits
+        with pytest.raises(Unsupported, match=r"t\.c: timestamp .* outside what ClickHouse stores"):
+            convert(text, mapped(pg, "timestamptz"), where="t.c")
 
 
 @FAST

@@ -239,7 +239,11 @@ def text_conversion(ref: str, clickhouse: str, *, where: str) -> str | None:
         return _checked(ref, check, where, reason, f"CAST({ref}, '{clickhouse}')")
     if clickhouse.startswith("DateTime64"):
         zone = clickhouse.endswith("'UTC')")
-        moment = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?"
+        # Years 1700-2254, as domain.cdc.TIMESTAMP_YEARS (the row path's exact range).
+        moment = (
+            "^(1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-4][0-9]|225[0-4])"
+            "-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?"
+        )
         check = moment + ("\\+00$" if zone else "$")
         value = f"substring({ref}, 1, length({ref}) - 3)" if zone else ref
         conversion = f"toDateTime64({value}, 6{', ' + _literal('UTC') if zone else ''})"

@@ -17,6 +17,9 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 from data_pipeline.errors import InvalidPayload
 
 UNBOUNDED_NUMERIC = (38, 9)
+# Timestamps travel as microseconds since the epoch through a float on the way into ClickHouse
+# (clickhouse-connect): beyond 2**53 µs (before 1685, after 2255) the last digits would change.
+TIMESTAMP_YEARS = (1700, 2254)
 # Built-in type OIDs (pg_type.oid, stable across PostgreSQL versions) to ClickHouse types.
 _SCALARS = {
     16: "Bool",
@@ -164,6 +167,8 @@ def _timestamp(text: str, where: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if not math.isfinite(moment.timestamp()):
         raise ValueError("not finite")
+    if not TIMESTAMP_YEARS[0] <= moment.year <= TIMESTAMP_YEARS[1]:
+        raise Unsupported(f"{where}: timestamp {text!r} is outside what ClickHouse stores exactly")
     return moment
 
 
