@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, sql_string
 from data_pipeline.domain.cdc import Unsupported, convert
 from data_pipeline.errors import InvalidPayload
 
@@ -33,10 +33,6 @@ _META_COLUMNS = ("_lsn", "_seq", "_is_deleted", "_unchanged", "_commit_time")
 def _quote(name: str) -> str:
     """An identifier from the source, quoted for ClickHouse (names are data here)."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _stored_type(clickhouse: str, is_key: bool) -> str:
@@ -153,7 +149,7 @@ class CdcSink:
             else:
                 select.append(
                     f"tupleElement(argMaxIf(tuple(v.{quoted}), {version}, "
-                    f"NOT has(v._unchanged, {_literal(name)})), 1) AS {quoted}"
+                    f"NOT has(v._unchanged, {sql_string(name)})), 1) AS {quoted}"
                 )
         db = _quote(self.database)
         self._warehouse.execute(  # every name is quoted above
@@ -205,10 +201,10 @@ class CdcSink:
         """A tombstone for every key the table shows: TRUNCATE removes them all."""
         db = _quote(self.database)
         others = [n for n in names if n not in keys]
-        unchanged = "[" + ", ".join(map(_literal, others)) + "]"
+        unchanged = "[" + ", ".join(map(sql_string, others)) + "]"
         at = "NULL"
         if commit_time is not None:
-            moment = _literal(commit_time.strftime("%Y-%m-%d %H:%M:%S.%f"))
+            moment = sql_string(commit_time.strftime("%Y-%m-%d %H:%M:%S.%f"))
             at = f"toDateTime64({moment}, 6, 'UTC')"
         self._warehouse.execute(  # every name is quoted, every value a literal
             f"INSERT INTO {db}.{_quote(table + '__versions')} "  # noqa: S608
@@ -246,7 +242,7 @@ def text_conversion(ref: str, clickhouse: str, *, where: str) -> str | None:
         )
         check = moment + ("\\+00$" if zone else "$")
         value = f"substring({ref}, 1, length({ref}) - 3)" if zone else ref
-        conversion = f"toDateTime64({value}, 6{', ' + _literal('UTC') if zone else ''})"
+        conversion = f"toDateTime64({value}, 6{', ' + sql_string('UTC') if zone else ''})"
         reason = "a timestamp is outside what ClickHouse stores"
         return _checked(ref, check, where, reason, conversion)
     if clickhouse == "Date32":
@@ -262,9 +258,10 @@ def _checked(ref: str, pattern: str, where: str, reason: str, conversion: str) -
     """`conversion` of `ref` when it matches `pattern` (or is NULL); else the insert fails with
     the column and the reason (the batch is dead-lettered with them, nothing is rounded)."""
     detail = f"{where}: {reason}".replace("]", ")")  # the marker's end stays unambiguous
-    message = _literal(f"CDC_REFUSED[{detail}]")
+    message = sql_string(f"CDC_REFUSED[{detail}]")
     return (
-        f"if(throwIf({ref} IS NOT NULL AND NOT match({ref}, {_literal(pattern)}), {message}) = 0, "
+        f"if(throwIf({ref} IS NOT NULL AND NOT match({ref}, {sql_string(pattern)}), "
+        f"{message}) = 0, "
         f"if({ref} IS NULL, NULL, {conversion}), NULL)"
     )
 

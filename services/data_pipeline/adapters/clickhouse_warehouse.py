@@ -74,7 +74,8 @@ SERVER_REFRESH_SETTINGS = {"select_sequential_consistency": 1}
 _UNPARSABLE_CODES = (6, 26, 27, 38, 41, 69, 72, 117, 321, 395, 407)
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
+    """A ClickHouse string literal (names and values we build SQL from)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -367,10 +368,10 @@ class ClickHouseWarehouse(Warehouse):
                 with tempfile.NamedTemporaryFile(suffix=".tsv") as staged:
                     staged.write(data)
                     staged.flush()
-                    source = f"file({_sql_string(staged.name)}, 'TabSeparated', "
-                    client.command(head + source + f"{_sql_string(structure)})")
+                    source = f"file({sql_string(staged.name)}, 'TabSeparated', "
+                    client.command(head + source + f"{sql_string(structure)})")
             else:
-                source = f"input({_sql_string(structure)}) FORMAT TabSeparated"
+                source = f"input({sql_string(structure)}) FORMAT TabSeparated"
                 client.command(head + source, data=data, settings=self._insert_settings)
         except ClickHouseError as error:
             text = str(error)
