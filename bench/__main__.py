@@ -17,6 +17,7 @@ from bench import (
     cdc,
     cold_start,
     domain_events,
+    dr_drill,
     import_events,
     pipeline,
     rag,
@@ -38,6 +39,7 @@ HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "import": (import_events.measure, import_events.report),
     "cdc": (cdc.measure, cdc.report),
     "events": (domain_events.measure, domain_events.report),
+    "dr": (dr_drill.measure, dr_drill.report),
 }
 
 

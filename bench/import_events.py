@@ -5,6 +5,8 @@ changes, products, customers) is written to a JSON Lines file, then imported int
 dir by the real command, as a user runs it (a subprocess: reading, parsing, transforming,
 archiving, loading, refreshing the current state, settling each event in the embedded state
 store). Then the same file again: every event is already there, the import must change nothing.
+Then the same file into another empty data dir with `--processes 1`, for the ratio of the worker
+processes' effect (`BENCH_IMPORT_ORDERS` sets the size; 40,000 orders ≈ 100,000 line items).
 
 Differs from production: chDB embedded and SQLite state in the same process, where production
 imports through a service into ClickHouse Cloud and Redis.
@@ -12,6 +14,7 @@ imports through a service into ClickHouse Cloud and Redis.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,10 +38,10 @@ def _store(orders: int) -> StoreSimulation:
     return store
 
 
-def _import(path: Path, data_dir: Path) -> tuple[float, str]:
+def _import(path: Path, data_dir: Path, *flags: str) -> tuple[float, str]:
     started = time.perf_counter()
     finished = subprocess.run(
-        [SCRIPT, "import-events", str(path), "--data-dir", str(data_dir)],
+        [SCRIPT, "import-events", str(path), "--data-dir", str(data_dir), *flags],
         env=clean_env(COLUMNS="200"),
         capture_output=True,
         text=True,
@@ -55,7 +58,8 @@ def _count(pattern: str, output: str) -> int:
     return int(match.group(1).replace(",", "")) if match else -1
 
 
-def measure(orders: int = 40_000) -> dict[str, Any]:
+def measure(orders: int | None = None) -> dict[str, Any]:
+    orders = orders or int(os.environ.get("BENCH_IMPORT_ORDERS", "40000"))
     store = _store(orders)
     with workdir() as tmp:
         path = tmp / "events.jsonl"
@@ -63,6 +67,7 @@ def measure(orders: int = 40_000) -> dict[str, Any]:
         file_mib = round(path.stat().st_size / 2**20, 1)
         first_s, first = _import(path, tmp / "data")
         again_s, again = _import(path, tmp / "data")
+        single_s, _ = _import(path, tmp / "single", "--processes", "1")
     items = _count(r"\(([\d,]+) line items\)", first)
     return {
         "events": len(store.events),
@@ -76,6 +81,9 @@ def measure(orders: int = 40_000) -> dict[str, Any]:
         "reimport_s": round(again_s, 2),
         "reimport_loaded": _count(r"([\d,]+) loaded", again),
         "reimport_duplicates": _count(r"([\d,]+) already there", again),
+        "processes": os.cpu_count(),
+        "one_process_s": round(single_s, 2),
+        "one_process_line_items_per_s": round(items / single_s),
         "target_met": items / first_s >= 20_000,
     }
 
@@ -88,7 +96,9 @@ def report(result: dict[str, Any]) -> str:
         f"{result['first_import_s']} s = {result['line_items_per_s']:,} line items/s "
         f"({result['events_per_s']:,} events/s; target >= 20,000 line items/s); "
         f"re-import {result['reimport_s']} s, {result['reimport_loaded']} loaded, "
-        f"{result['reimport_duplicates']:,} already there"
+        f"{result['reimport_duplicates']:,} already there; "
+        f"in one process (--processes 1): {result['one_process_s']} s = "
+        f"{result['one_process_line_items_per_s']:,} line items/s"
     )
 
 

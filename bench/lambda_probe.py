@@ -1,6 +1,6 @@
 """Run inside an extracted bundle, in a fresh interpreter, the way Lambda runs it.
 
-    python -I -S bench/lambda_probe.py <bundle dir> < events.json
+    python -I -S bench/lambda_probe.py <bundle dir> [<runtime packages dir>] < events.json
 
 `-I -S`: no user site, no site-packages, no PYTHON* variables: only the bundle and the standard
 library are importable, as on Lambda. Reads a JSON list of Lambda events from stdin, imports
@@ -19,6 +19,8 @@ import time
 def main() -> None:
     started = time.perf_counter()
     sys.path.insert(0, sys.argv[1])
+    if len(sys.argv) > 2:  # the runtime's own packages (Lambda's /var/runtime: boto3), after it
+        sys.path.append(sys.argv[2])
     events = json.load(sys.stdin)
     from data_pipeline.entrypoints.lambda_handler import handler
 

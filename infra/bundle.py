@@ -53,6 +53,10 @@ FORBIDDEN = (
     "typer",  # the CLI
     "rich",
 )
+# Production dependencies the Lambda runtime already has on its path (/var/runtime: the AWS SDK
+# for Python). Left out of the lock and the zip; Vercel installs them from pyproject.
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
 SERVICE_EXCLUDES = ("devtools",)
 LAMBDA_ZIP_LIMIT = 50 * 1024 * 1024  # direct upload
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -111,7 +115,11 @@ def lock() -> list[str]:
     with tempfile.TemporaryDirectory() as staging:
         _pip_install(Path(staging), production_dependencies(), no_deps=False)
         stems = (info.name.removesuffix(".dist-info") for info in Path(staging).glob("*.dist-info"))
-        pins = sorted("==".join(stem.rsplit("-", 1)) for stem in stems)
+        pins = sorted(
+            "==".join(stem.rsplit("-", 1))
+            for stem in stems
+            if stem.rsplit("-", 1)[0].lower() not in RUNTIME_PROVIDED
+        )
     LOCK_FILE.write_text(
         "# Pinned production dependencies of the Lambda bundle (python -m infra.bundle --lock).\n"
         + "\n".join(pins)

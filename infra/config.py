@@ -155,6 +155,15 @@ class CdcConfig(_Section):
         return bool(self.tables)
 
 
+class ArchiveConfig(_Section):
+    """The raw archive bucket (infra/components/archive.py). S3 bucket names are global: the
+    bucket is `<prefix>-raw-archive[-<bucketSuffix>]` (e.g. the account id as suffix)."""
+
+    bucket_suffix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,20}$")
+    lock_days: int = Field(365, ge=1, le=36_500)  # prod: object lock retention
+    infrequent_access_days: int = Field(30, ge=30, le=3650)  # S3's minimum for Standard-IA
+
+
 class PipelineConfig(_Section):
     environment: Literal["dev", "prod"]
     deploy_target: Literal["lambda", "vercel"] = "lambda"
@@ -165,6 +174,7 @@ class PipelineConfig(_Section):
     vercel: VercelConfig | None = None
     rag: RagConfig = Field(default_factory=RagConfig)
     cdc: CdcConfig = Field(default_factory=CdcConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     qstash_url: str = "https://qstash.upstash.io"
     qstash_retries: int = Field(3, ge=0, le=20)
     qstash_retry_delay: str | None = None
@@ -233,6 +243,7 @@ _SECTIONS = (
     "vercel",
     "rag",
     "cdc",
+    "archive",
     "topicSubscribers",
     "workerParallelism",
 )

@@ -11,9 +11,11 @@ protected in prod.
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_random as random
 
 from infra import config as stack_config
+from infra.components.archive import ArchiveArgs, RawArchiveBucket
 from infra.components.cache import Cache, CacheArgs
 from infra.components.lambda_service import LambdaService, LambdaServiceArgs
 from infra.components.messaging import Messaging, MessagingArgs
@@ -61,6 +63,23 @@ def run() -> None:
     if rag.enabled:
         assert secrets.pinecone_api_key is not None  # config.load requires it with rag on
         vectors = VectorIndex(prefix, VectorIndexArgs(rag, secrets.pinecone_api_key, protect))
+    archive = RawArchiveBucket(
+        prefix,
+        ArchiveArgs(
+            settings.archive,
+            "-".join(filter(None, [f"{prefix}-raw-archive", settings.archive.bucket_suffix])),
+            protect,
+            object_lock=settings.environment == "prod",
+        ),
+    )
+    # Vercel has no IAM role: a user holding only the archive's write grant, its key a secret.
+    archive_key = None
+    if settings.deploy_target == "vercel":
+        writer = aws.iam.User(f"{prefix}-archive-writer", name=f"{prefix}-archive-writer")
+        aws.iam.UserPolicy(
+            f"{prefix}-archive-writer-policy", user=writer.name, policy=archive.writer_policy
+        )
+        archive_key = aws.iam.AccessKey(f"{prefix}-archive-writer-key", user=writer.name)
     api_key = random.RandomPassword(f"{prefix}-api-key", length=40, special=False, opts=keep)
     # Losing this key makes every stored merchant token unreadable: protected like the data.
     token_key = random.RandomBytes(f"{prefix}-token-key", length=32, opts=keep)
@@ -116,6 +135,10 @@ def run() -> None:
                 # Published only where subscribed: a QStash URL group exists with endpoints.
                 "DOMAIN_EVENTS": ",".join(settings.subscribed_events),
                 "DLQ_ALERT_THRESHOLD": str(settings.dlq_alert_threshold),
+                "RAW_ARCHIVE_URL": archive.url,
+                "RAW_ARCHIVE_ACCESS_KEY_ID": archive_key.id if archive_key else "",
+                "RAW_ARCHIVE_SECRET_ACCESS_KEY": archive_key.secret if archive_key else "",
+                "RAW_ARCHIVE_REGION": aws.get_region_output().region if archive_key else "",
             }
         )
 
@@ -138,6 +161,7 @@ def run() -> None:
                 warehouse.migration_credentials,
                 LATEST_SCHEMA_VERSION,
                 network,
+                archive.writer_policy,
             ),
         )
     else:
@@ -180,6 +204,7 @@ def run() -> None:
     )
     pulumi.export("qstash_next_signing_key", pulumi.Output.secret(secrets.qstash_next_signing_key))
     pulumi.export("pipeline_api_key", pulumi.Output.secret(api_key.result))
+    pulumi.export("raw_archive_url", archive.url)
     if vectors is not None:
         pulumi.export("pinecone_index", vectors.index_name)
         pulumi.export("pinecone_host", vectors.host)

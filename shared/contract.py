@@ -232,6 +232,22 @@ class PipelineSettings(BaseSettings):
         le=100_000,
         description="Events of one merchant dead-lettered in one hour that raise dlq.growing.",
     )
+    raw_archive_url: str | None = Field(
+        None,
+        description="Where every accepted event is archived outside the warehouse: "
+        "s3://bucket/prefix (production), file:///path; default <PIPELINE_DATA_DIR>/archive.",
+    )
+    raw_archive_access_key_id: SecretStr | None = Field(
+        None,
+        description="AWS access key writing the archive where no IAM role does (Vercel); "
+        "unset: the function's role / boto3's default chain.",
+    )
+    raw_archive_secret_access_key: SecretStr | None = Field(
+        None, description="Its secret (with RAW_ARCHIVE_ACCESS_KEY_ID)."
+    )
+    raw_archive_region: str | None = Field(
+        None, description="The archive bucket's AWS region (default: boto3's, e.g. AWS_REGION)."
+    )
     token_encryption_key: SecretStr = Field(
         description="Fernet key(s), comma-separated newest first, encrypting merchant tokens."
     )
@@ -259,6 +275,23 @@ class PipelineSettings(BaseSettings):
             raise ValueError("DSN has no host")
         return value
 
+    @field_validator("raw_archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "s3" and parts.netloc:
+            return value
+        if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
+            return value
+        raise ValueError("must be s3://bucket/prefix or file:///absolute/path")
+
+    @property
+    def archive_url(self) -> str:
+        """The raw archive's URL: the configured one, else the data dir's `archive`."""
+        return self.raw_archive_url or (self.pipeline_data_dir.resolve() / "archive").as_uri()
+
     @field_validator("qstash_retry_delay")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -273,6 +306,9 @@ class PipelineSettings(BaseSettings):
         "pinecone_api_key",
         "pinecone_index",
         "pinecone_host",
+        "raw_archive_access_key_id",
+        "raw_archive_secret_access_key",
+        "raw_archive_region",
         mode="before",
     )
     @classmethod
@@ -386,6 +422,9 @@ class PipelineSettings(BaseSettings):
             problems["clickhouse_url"] = (
                 "must be a ClickHouse server (https://…) in production; chdb:// is local-only"
             )
+        # The archive outlives the warehouse only when it is elsewhere (and shared).
+        if not (self.raw_archive_url or "").startswith("s3://"):
+            problems["raw_archive_url"] = "must be s3://bucket/prefix in production"
         # Access tokens expire after 14 days; historical sync must be able to refresh them.
         if not self.salla_client_id:
             problems["salla_client_id"] = "is required in production (token refresh)"

@@ -48,6 +48,7 @@ class LambdaServiceArgs:
     migration_credentials: pulumi.Output[dict[str, str]]
     schema_version: int
     network: Network | None
+    archive_writer_policy: pulumi.Output[str]  # the raw archive's write-only grant
 
 
 class LambdaService(pulumi.ComponentResource):
@@ -99,13 +100,19 @@ class LambdaService(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        archive_grant = aws.iam.RolePolicy(
+            f"{name}-archive-writer",
+            role=self.role.id,
+            policy=args.archive_writer_policy,
+            opts=child,
+        )
         self.migrator = self._function(
             "migrator",
             handler=MIGRATOR_HANDLER,
             environment=args.migrator_environment,
             timeout=config.migrator_timeout_seconds,
             concurrency=1,
-            depends_on=[policy],
+            depends_on=[policy, archive_grant],
         )
         self.migration = aws.lambda_.Invocation(
             f"{name}-migrate",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.s3_buckets import secured_bucket
+
 
 @dataclass
 class StateBackendArgs:
@@ -54,52 +56,15 @@ class StateBackend(pulumi.ComponentResource):
             target_key_id=self.key.key_id,
             opts=child,
         )
-        self.bucket = aws.s3.Bucket(
-            f"{name}-bucket", bucket=args.bucket_name, object_lock_enabled=True, opts=keep
+        self.bucket, self.public_access_block = secured_bucket(
+            name,
+            args.bucket_name,
+            self.key,
+            lock_days=args.object_lock_days,
+            keep=keep,
+            child=child,
         )
         bucket = self.bucket.id
-        aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
-        aws.s3.BucketObjectLockConfiguration(
-            f"{name}-object-lock",
-            bucket=bucket,
-            object_lock_enabled="Enabled",
-            rule={"default_retention": {"mode": "GOVERNANCE", "days": args.object_lock_days}},
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": self.key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=child,
-        )
-        self.public_access_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-tls-only",
-            bucket=bucket,
-            policy=self.bucket.arn.apply(_tls_only_policy),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
-        )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket,
@@ -228,21 +193,3 @@ def stack_access_policy(
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def _tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
-    )

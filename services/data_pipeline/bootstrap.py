@@ -19,6 +19,7 @@ from shared.contract import PipelineSettings
 from shared.topics import EMBED_PATH, SYNC_STEP_PATH
 
 if TYPE_CHECKING:
+    from data_pipeline.adapters.archive import ArchiveStore
     from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.embedder import Embedder
     from data_pipeline.adapters.qstash_signature import DeliveryVerifier
@@ -97,6 +98,19 @@ def build_state_store(settings: PipelineSettings) -> StateStore:
     from data_pipeline.adapters.sqlite_state import SqliteStateStore
 
     return SqliteStateStore(settings.pipeline_data_dir.resolve() / "state.sqlite3")
+
+
+def build_archive_store(settings: PipelineSettings) -> ArchiveStore:
+    from data_pipeline.adapters.archive import open_archive
+
+    options: dict[str, str] = {}
+    if settings.raw_archive_region:
+        options["region_name"] = settings.raw_archive_region
+    if settings.raw_archive_access_key_id and settings.raw_archive_secret_access_key:
+        options["aws_access_key_id"] = settings.raw_archive_access_key_id.get_secret_value()
+        secret = settings.raw_archive_secret_access_key.get_secret_value()
+        options["aws_secret_access_key"] = secret
+    return open_archive(settings.archive_url, s3_options=options)
 
 
 def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStore) -> Rag | None:
@@ -182,6 +196,7 @@ def bootstrap(
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
     from data_pipeline.adapters.token_cipher import TokenCipher
+    from data_pipeline.service_layer.archive import RawArchive
     from data_pipeline.service_layer.domain_events import DomainEventPublisher
     from data_pipeline.service_layer.loader import GroupCommitLoader
     from data_pipeline.service_layer.merchant_tokens import TokenProvider
@@ -197,7 +212,9 @@ def bootstrap(
     state = state or build_state_store(settings)
     queue = _queue(settings)
     cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
-    loader = GroupCommitLoader(warehouse, metrics)
+    loader = GroupCommitLoader(
+        warehouse, metrics, archive=RawArchive(build_archive_store(settings), metrics)
+    )
     salla = SallaGateway(str(settings.salla_api_base_url))
     oauth = SallaOAuth(
         str(settings.salla_oauth_token_url),

@@ -103,6 +103,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "pinecone:index/index:Index": {
                 "host": f"{args.inputs.get('name', args.name)}-abc123.svc.aped-4627.pinecone.io"
             },
+            "aws:iam/accessKey:AccessKey": {
+                "id": "AKIAARCHIVEWRITER",
+                "secret": "archive-writer-secret-value",
+            },
             "random:index/randomBytes:RandomBytes": {
                 "base64": base64.b64encode(b"\xfb" * 32).decode()
             },
@@ -113,6 +117,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "vercel:index/getProjectDirectory:getProjectDirectory":
             return {"path": str(ROOT), "files": {"api/index.py": "sha"}, "id": "dir"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": "eu-central-1", "name": "eu-central-1", "id": "eu-central-1"}
         return {}
 
 

@@ -1,6 +1,7 @@
 """The Lambda zip, built for real from the pinned requirements (wheels for linux/arm64)."""
 
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,9 @@ def test_the_lock_covers_every_production_dependency():
     }
     for requirement in bundle.production_dependencies():
         name = requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower()
+        if name in bundle.RUNTIME_PROVIDED:  # Lambda's runtime has it; never in the zip
+            assert name not in pinned, name
+            continue
         assert name.replace("_", "-") in pinned, name
 
 
@@ -73,15 +77,29 @@ def host_bundle(tmp_path_factory):
     return extracted
 
 
-def probe(directory, events, environment):
+@pytest.fixture(scope="module")
+def lambda_runtime(tmp_path_factory):
+    """What Lambda's Python runtime has on its path besides the function's code (/var/runtime:
+    the AWS SDK and its dependencies), from this environment's copies."""
+    import importlib.util
+
+    runtime = tmp_path_factory.mktemp("var-runtime")
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six"):
+        origin = Path(importlib.util.find_spec(name).origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    return runtime
+
+
+def probe(directory, events, environment, runtime=None):
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "bench" / "lambda_probe.py"
+    extra = [str(runtime)] if runtime else []
     finished = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), str(directory)],
+        [sys.executable, "-I", "-S", str(script), str(directory), *extra],
         input=json.dumps(events),
         env=environment,
         capture_output=True,
@@ -123,11 +141,17 @@ def production_environment(role, qstash_url, redis_url, tmp_path):
         "SALLA_CLIENT_SECRET": "client-secret",
         "RAG_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        # Nothing listens there: an archive write fails fast, as the warehouse does here.
+        "RAW_ARCHIVE_URL": "s3://salla-pipeline-test-raw-archive/raw",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-central-1",
     }
 
 
 async def test_the_built_handler_acknowledges_webhooks_and_verifies_deliveries(
-    host_bundle, redis_url, tmp_path
+    host_bundle, lambda_runtime, redis_url, tmp_path
 ):
     import asyncio
     import json
@@ -169,7 +193,7 @@ async def test_the_built_handler_acknowledges_webhooks_and_verifies_deliveries(
             function_url_event("POST", WEBHOOK_PATH, second.decode(), signed(second)),
             http_api_event("POST", WEBHOOK_PATH, second.decode(), {"x-salla-signature": "0" * 64}),
         ]
-        intake = await asyncio.to_thread(probe, host_bundle, events, environment)
+        intake = await asyncio.to_thread(probe, host_bundle, events, environment, lambda_runtime)
         statuses = [invocation["status"] for invocation in intake["invocations"]]
         assert statuses == [200, 200, 200, 401]
         bodies = [json.loads(invocation["body"]) for invocation in intake["invocations"][:3]]
@@ -190,6 +214,7 @@ async def test_the_built_handler_acknowledges_webhooks_and_verifies_deliveries(
                 http_api_event("POST", WEBHOOK_PATH, first.decode(), signed(first)),
             ],
             {**environment, "PIPELINE_ROLE": "worker"},
+            lambda_runtime,
         )
         statuses = [invocation["status"] for invocation in worker["invocations"]]
         assert statuses == [503, 401, 404]  # no warehouse here; unsigned refused; not intake

@@ -62,9 +62,17 @@ def test_prod_inventory(prod):
             "aws:ec2/vpc:Vpc",
             "aws:iam/role:Role",
             "aws:iam/rolePolicy:RolePolicy",
+            "aws:kms/key:Key",
             FUNCTION,
             INVOCATION,
             "aws:lambda/permission:Permission",
+            "aws:s3/bucket:Bucket",
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "aws:s3/bucketVersioning:BucketVersioning",
             "clickhouse:index/service:Service",
             "pinecone:index/index:Index",
             "pulumi:providers:pinecone",
@@ -83,6 +91,7 @@ def test_prod_inventory(prod):
         "salla:infra:LambdaService",
         "salla:infra:Messaging",
         "salla:infra:VectorIndex",
+        "salla:infra:RawArchiveBucket",
     }
 
 
@@ -92,6 +101,8 @@ def test_every_stateful_prod_resource_is_protected(prod):
         "upstash:index/redisDatabase:RedisDatabase",
         "random:index/randomBytes:RandomBytes",
         "pinecone:index/index:Index",
+        "aws:s3/bucket:Bucket",  # the raw archive
+        "aws:kms/key:Key",  # its key: without it the archive cannot be read
     )
     for typ in stateful:
         for resource in prod.of_type(typ):
@@ -105,7 +116,9 @@ def test_every_stateful_prod_resource_is_protected(prod):
 
 
 def test_dev_declares_the_same_kinds_of_resources_as_prod(dev, prod):
-    assert {r.typ for r in dev.resources} == {r.typ for r in prod.resources}
+    # Object lock is prod's alone (a dev archive must stay deletable).
+    lock = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+    assert {r.typ for r in dev.resources} == {r.typ for r in prod.resources} - {lock}
     assert dev.named(FUNCTION, "-worker").inputs["reservedConcurrentExecutions"] == 10
     assert dev.one("clickhouse:index/service:Service").inputs["idleScaling"] is True
 
@@ -338,7 +351,7 @@ def test_lambda_runs_python312_on_arm64_with_least_privilege(prod):
         assert function.inputs["architectures"] == ["arm64"]
         assert function.inputs["vpcConfig"]["subnetIds"]
     assert prod.named(FUNCTION, "-worker").inputs["handler"] == bundle.HANDLER
-    policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "-policy").inputs["policy"])
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
     assert "logs:CreateLogGroup" not in actions and not any("*" in a for a in actions)
     log_statement = policy["Statement"][0]
@@ -575,3 +588,84 @@ def test_notifications_subscribers_get_the_sync_and_dlq_alerts_copied():
     variables = run.named(FUNCTION, "-worker").props["environment"].variables
     assert resolve(variables["DOMAIN_EVENTS"]) == "notifications"
     assert resolve(variables["DLQ_ALERT_THRESHOLD"]) == "25"
+
+
+# The raw archive bucket (issue 15): outside the warehouse, immutable in prod, write-only grant.
+ARCHIVE = "aws:s3/bucket:Bucket"
+
+
+def test_prod_archive_is_locked_encrypted_private_and_tiered(prod):
+    bucket = prod.one(ARCHIVE)
+    assert bucket.inputs["bucket"] == "salla-pipeline-prod-raw-archive"
+    assert bucket.inputs["objectLockEnabled"] is True and bucket.protect
+    lock = prod.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert lock.inputs["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 365}
+    versioning = prod.one("aws:s3/bucketVersioning:BucketVersioning")
+    assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
+    [rule] = prod.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"]
+    default = rule["applyServerSideEncryptionByDefault"]
+    assert default["sseAlgorithm"] == "aws:kms"
+    assert default["kmsMasterKeyId"].endswith(":key/salla-pipeline-prod-archive-key")
+    blocked = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        blocked[k]
+        for k in (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        )
+    )
+    policy = json.loads(resolve(prod.one("aws:s3/bucketPolicy:BucketPolicy").props["policy"]))
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    [tier] = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs[
+        "rules"
+    ]
+    assert tier["transitions"] == [{"days": 30, "storageClass": "STANDARD_IA"}]
+    assert tier["filter"] == {"prefix": "raw/"}
+    assert prod.exports["raw_archive_url"] == "s3://salla-pipeline-prod-raw-archive/raw"
+
+
+def test_the_functions_may_only_create_archive_objects(prod):
+    grant = prod.named("aws:iam/rolePolicy:RolePolicy", "archive-writer")
+    statements = json.loads(resolve(grant.props["policy"]))["Statement"]
+    actions = sorted(a for s in statements for a in s["Action"])
+    assert actions == ["kms:Encrypt", "kms:GenerateDataKey", "s3:PutObject"]
+    [put] = [s for s in statements if s["Action"] == ["s3:PutObject"]]
+    assert put["Resource"] == ["arn:aws:s3:::salla-pipeline-prod-raw-archive/raw/*"]
+    for function in prod.of_type(FUNCTION):
+        variables = function.props["environment"].variables
+        if "RAW_ARCHIVE_URL" in variables:
+            url = resolve(variables["RAW_ARCHIVE_URL"])
+            assert url == "s3://salla-pipeline-prod-raw-archive/raw"
+            assert resolve(variables["RAW_ARCHIVE_ACCESS_KEY_ID"]) == ""  # the role, no key
+
+
+def test_dev_archive_has_its_own_bucket_without_lock_or_protection(dev):
+    bucket = dev.one(ARCHIVE)
+    assert bucket.inputs["bucket"] == "salla-pipeline-dev-raw-archive"
+    assert not bucket.inputs.get("objectLockEnabled") and not bucket.protect
+    assert not dev.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    suffixed = run_stack("dev", {"pipeline:archive": {"bucketSuffix": "123456789012"}})
+    assert suffixed.one(ARCHIVE).inputs["bucket"] == "salla-pipeline-dev-raw-archive-123456789012"
+
+
+def test_vercel_writes_the_archive_with_a_write_only_user_key_kept_secret():
+    run = vercel_stack()
+    user_policy = run.one("aws:iam/userPolicy:UserPolicy")
+    statements = json.loads(resolve(user_policy.props["policy"]))["Statement"]
+    assert sorted(a for s in statements for a in s["Action"]) == [
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "s3:PutObject",
+    ]
+    variables = {
+        v.inputs["key"]: v
+        for v in run.of_type("vercel:index/projectEnvironmentVariable:ProjectEnvironmentVariable")
+    }
+    secret = variables["RAW_ARCHIVE_SECRET_ACCESS_KEY"]
+    assert secret.inputs["sensitive"] is True
+    assert resolve(secret.props["value"]) == "archive-writer-secret-value"
+    assert resolve(variables["RAW_ARCHIVE_REGION"].props["value"]) == "eu-central-1"

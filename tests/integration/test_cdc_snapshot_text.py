@@ -42,7 +42,7 @@ NASTY_TEXT = [
     "'quoted' \"double\"",
     "control \x01\x02\x07\x08\x0b\x0c\x1b end",
     "عربي «مرحبا» 🙂",
-    "]CDC_REFUSED[",
+    "]REFUSED[",
 ]
 
 

@@ -36,6 +36,7 @@ def production_env(monkeypatch, tmp_path, redis_url, **changes):
         "SALLA_CLIENT_ID": "client-id",
         "SALLA_CLIENT_SECRET": "client-secret",
         "RAG_ENABLED": "false",
+        "RAW_ARCHIVE_URL": "s3://salla-pipeline-test-raw-archive/raw",
         **changes,
     }
     for name, value in values.items():

@@ -27,6 +27,7 @@ VALID = {
     "SALLA_CLIENT_ID": "salla-app-client-id",
     "SALLA_CLIENT_SECRET": "salla-app-client-secret",
     "REDIS_URL": "rediss://default:pw@eu1-redis.upstash.io:6379",
+    "RAW_ARCHIVE_URL": "s3://salla-pipeline-prod-raw-archive/raw",
 }
 
 
@@ -56,6 +57,8 @@ def test_a_complete_production_environment_loads(env):
         ({"REDIS_URL": None}, "REDIS_URL is required in production"),
         ({"CLICKHOUSE_URL": "chdb:///var/data/clickhouse"}, "CLICKHOUSE_URL must be a ClickHouse"),
         ({"CLICKHOUSE_URL": "chdb://memory"}, "chdb:// is local-only"),
+        ({"RAW_ARCHIVE_URL": None}, "RAW_ARCHIVE_URL must be s3://bucket/prefix in production"),
+        ({"RAW_ARCHIVE_URL": "file:///var/archive"}, "RAW_ARCHIVE_URL must be s3://"),
     ],
 )
 def test_production_refuses_local_only_backends_naming_the_variable(env, changes, refusal):
@@ -211,3 +214,20 @@ def test_blank_rag_variables_mean_unset(env):
         env.setenv(name, "")
     env.setenv("RAG_ENABLED", "")
     assert not load_settings().rag_active
+
+
+@pytest.mark.parametrize(
+    "url", ["http://bucket/x", "s3:///no-bucket", "file://relative/path", "archive", "ftp://x"]
+)
+def test_a_raw_archive_url_it_cannot_use_is_refused_naming_the_variable(env, url):
+    env.setenv("PIPELINE_ENVIRONMENT", "local")
+    env.setenv("RAW_ARCHIVE_URL", url)
+    with pytest.raises(ConfigurationError, match=r"(?i)raw_archive_url"):
+        load_settings()
+
+
+def test_the_local_archive_defaults_to_the_data_dir(env, tmp_path):
+    env.setenv("PIPELINE_ENVIRONMENT", "local")
+    env.delenv("RAW_ARCHIVE_URL")
+    env.setenv("PIPELINE_DATA_DIR", str(tmp_path))
+    assert load_settings().archive_url == (tmp_path / "archive").as_uri()

@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, sql_string
-from data_pipeline.domain.cdc import Unsupported, convert
+from data_pipeline.adapters.clickhouse_warehouse import (
+    ClickHouseWarehouse,
+    refuse_if,
+    sql_string,
+)
+from data_pipeline.domain.cdc import Unsupported, convert, text_snapshot_supported
 from data_pipeline.errors import InvalidPayload
 
 _META = (
@@ -78,10 +82,9 @@ class CdcSink:
             self._ensure(table, columns)
         conversions = []
         for index, (name, kind, _) in enumerate(columns):
-            expression = text_conversion(f"c{index}", kind, where=f"{table}.{name}")
-            if expression is None:
+            if not text_snapshot_supported(kind):
                 raise Unsupported(f"{table}.{name}: {kind} has no text snapshot conversion")
-            conversions.append(expression)
+            conversions.append(text_conversion(f"c{index}", kind, where=f"{table}.{name}"))
         structure = ", ".join(f"c{index} Nullable(String)" for index in range(len(columns)))
         names = [*(name for name, _, _ in columns), *_META_COLUMNS]
         self._warehouse.insert_text(
@@ -214,13 +217,11 @@ class CdcSink:
         )
 
 
-def text_conversion(ref: str, clickhouse: str, *, where: str) -> str | None:
+def text_conversion(ref: str, clickhouse: str, *, where: str) -> str:
     """ClickHouse SQL turning PostgreSQL's text output of one value (the Nullable(String)
     column `ref`) into what `domain.cdc.convert` makes of it, refusing what it refuses: the
-    same values stored whichever path a row takes. None for arrays (their text form is
-    PostgreSQL's `{…}` literal; tables with arrays are snapshotted row by row)."""
-    if clickhouse.startswith("Array("):
-        return None
+    same values stored whichever path a row takes. Only for types
+    `domain.cdc.text_snapshot_supported` accepts."""
     if clickhouse.startswith(("Int", "UInt", "Float")):  # Float: NaN, ±Infinity parse as is
         # Not CAST(…, 'Nullable(T)'): that turns text it cannot parse into NULL, silently.
         return f"if({ref} IS NULL, NULL, CAST({ref}, '{clickhouse}'))"
@@ -257,13 +258,10 @@ def text_conversion(ref: str, clickhouse: str, *, where: str) -> str | None:
 def _checked(ref: str, pattern: str, where: str, reason: str, conversion: str) -> str:
     """`conversion` of `ref` when it matches `pattern` (or is NULL); else the insert fails with
     the column and the reason (the batch is dead-lettered with them, nothing is rounded)."""
-    detail = f"{where}: {reason}".replace("]", ")")  # the marker's end stays unambiguous
-    message = sql_string(f"CDC_REFUSED[{detail}]")
-    return (
-        f"if(throwIf({ref} IS NOT NULL AND NOT match({ref}, {sql_string(pattern)}), "
-        f"{message}) = 0, "
-        f"if({ref} IS NULL, NULL, {conversion}), NULL)"
+    refused = refuse_if(
+        f"{ref} IS NOT NULL AND NOT match({ref}, {sql_string(pattern)})", f"{where}: {reason}"
     )
+    return f"if({refused} = 0, if({ref} IS NULL, NULL, {conversion}), NULL)"
 
 
 def _base(kind: str) -> str:

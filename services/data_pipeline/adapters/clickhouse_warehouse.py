@@ -18,50 +18,27 @@ what is left is the warehouse being unavailable.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 import re
 import tempfile
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
-from clickhouse_connect.driver.insert import InsertContext
 
-from data_pipeline.adapters.clickhouse_current import (
-    ABANDONED_CARTS,
-    CUSTOMERS,
-    INVOICES,
-    ORDERS,
-    PRODUCTS,
-    REVIEWS,
-    SHIPMENTS,
-    CurrentTable,
-    keyed_refresh,
+from data_pipeline.adapters.clickhouse_batches import (
+    CURRENT_TABLES,
+    WRITTEN_COLUMNS,
+    BatchEncoder,
+    EncodedBatch,
 )
+from data_pipeline.adapters.clickhouse_current import CurrentTable, keyed_refresh
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
-from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, RawEvent, Warehouse
-from data_pipeline.domain.model import (
-    AbandonedCartVersion,
-    CartItem,
-    CustomerVersion,
-    InvoiceLine,
-    InvoiceVersion,
-    OrderItem,
-    OrderItemSet,
-    OrderVersion,
-    ProductVersion,
-    ReviewVersion,
-    ShipmentVersion,
-)
-from data_pipeline.domain.versioning import version_time_millis
+from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, Warehouse
 from data_pipeline.errors import PermanentError, TransientError
 
 SERVER_INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
@@ -79,90 +56,21 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def refuse_if(condition: str, reason: str) -> str:
+    """SQL that is 0 where `condition` is false and otherwise fails the whole statement with
+    `reason`; a statement this adapter runs reports that failure as a permanent
+    `QueryRejected(reason)`, not as a transient error."""
+    detail = reason.replace("]", ")")  # the marker's end stays unambiguous
+    return f"throwIf({condition}, {sql_string(f'REFUSED[{detail}]')})"
+
+
+def _refusal(error_text: str) -> str | None:
+    found = re.search(r"REFUSED\[(.*?)\]", error_text)
+    return found.group(1) if found else None
+
+
 class QueryRejected(PermanentError):
     """The warehouse refused a read query (syntax, unknown table, not read-only)."""
-
-
-def _columns_of(entity_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(entity_type))
-
-
-_ENTITY_TABLES: dict[type, str] = {
-    OrderVersion: "order_versions",
-    ProductVersion: "product_versions",
-    CustomerVersion: "customer_versions",
-    AbandonedCartVersion: "abandoned_cart_versions",
-    InvoiceVersion: "invoice_versions",
-    ShipmentVersion: "shipment_versions",
-    ReviewVersion: "review_versions",
-    RawEvent: "raw_events",
-}
-# Entities carrying a whole set of lines: stored in their version row as a Nested column, with
-# `has_<name>` telling a version that carried a set (maybe empty) from one that said nothing.
-_NESTED: dict[type, tuple[str, type]] = {
-    AbandonedCartVersion: ("items", CartItem),
-    InvoiceVersion: ("lines", InvoiceLine),
-}
-_ITEM_COLUMNS = _columns_of(OrderItem)
-_ORDER_ROW_COLUMNS = (
-    *_columns_of(OrderVersion),
-    "has_items",
-    *tuple(f"items.{name}" for name in _ITEM_COLUMNS),
-)
-_REFRESHED_BY: dict[type, CurrentTable] = {
-    OrderVersion: ORDERS,
-    OrderItemSet: ORDERS,
-    ProductVersion: PRODUCTS,
-    CustomerVersion: CUSTOMERS,
-    AbandonedCartVersion: ABANDONED_CARTS,
-    InvoiceVersion: INVOICES,
-    ShipmentVersion: SHIPMENTS,
-    ReviewVersion: REVIEWS,
-}
-_KEY_OF: dict[type, str] = {
-    OrderVersion: "order_id",
-    OrderItemSet: "order_id",
-    ProductVersion: "product_id",
-    CustomerVersion: "customer_id",
-    AbandonedCartVersion: "cart_id",
-    InvoiceVersion: "invoice_id",
-    ShipmentVersion: "shipment_id",
-    ReviewVersion: "review_id",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-    """How one entity type becomes rows of its table."""
-
-    columns: tuple[str, ...]
-    row: Callable[[Any], tuple[Any, ...]]
-
-
-def _layout(entity_type: type) -> _Layout:
-    nested = _NESTED.get(entity_type)
-    if nested is None:
-        columns = _columns_of(entity_type)
-        return _Layout(columns, operator.attrgetter(*columns))
-    name, line_type = nested
-    scalars = tuple(c for c in _columns_of(entity_type) if c != name)
-    parts = _columns_of(line_type)
-    scalar_values = operator.attrgetter(*scalars)
-    line_values = operator.attrgetter(*parts)
-    nothing: tuple[list[Any], ...] = tuple([] for _ in parts)
-
-    def row(entity: Any) -> tuple[Any, ...]:
-        lines = getattr(entity, name)
-        if lines is None:
-            return (*scalar_values(entity), 0, *nothing)
-        # One attrgetter per line, then a transpose: Nested columns are parallel arrays.
-        arrays = [list(c) for c in zip(*map(line_values, lines), strict=True)] if lines else []
-        return (*scalar_values(entity), 1, *(arrays or nothing))
-
-    return _Layout((*scalars, f"has_{name}", *(f"{name}.{p}" for p in parts)), row)
-
-
-_LAYOUTS = {entity_type: _layout(entity_type) for entity_type in _ENTITY_TABLES}
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -174,10 +82,10 @@ class ClickHouseWarehouse(Warehouse):
         self._connect_timeout = connect_timeout
         self._client: Client | None = None
         # One client per table lets a batch's tables be inserted in parallel (each insert has a
-        # fixed cost, ~15 ms in chDB). Insert contexts hold each table's column types; building
-        # one costs a round trip, so they are kept and dropped on any failure.
+        # fixed cost, ~15 ms in chDB). The encoder holds the tables' column types; describing
+        # them costs a round trip, so it is kept, and dropped on any failure and by migrations.
         self._table_clients: dict[str, Client] = {}
-        self._insert_contexts: dict[str, InsertContext] = {}
+        self._encoder: BatchEncoder | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="warehouse-insert")
         self._write_lock = threading.Lock()
         # chDB inserts synchronously by default, and its client applies per-call settings by
@@ -224,7 +132,7 @@ class ClickHouseWarehouse(Warehouse):
             if client is not None:
                 client.close()
         self._table_clients.clear()
-        self._insert_contexts.clear()
+        self._encoder = None
         self._client = None
 
     def _client_for(self, table: str) -> Client:
@@ -264,6 +172,7 @@ class ClickHouseWarehouse(Warehouse):
                 applied.append(f"{migration.version:04d} {migration.name}")
             return applied
 
+        self._encoder = None  # column types may have changed
         return self._guard("migration", run)
 
     def schema_version(self) -> int:
@@ -276,37 +185,57 @@ class ClickHouseWarehouse(Warehouse):
 
     # -- loading -------------------------------------------------------------------------------
     def write(self, batch: LoadBatch) -> None:
-        groups: dict[str, tuple[Sequence[str], list[Any]]] = {}
-        by_type: dict[type, list[Any]] = defaultdict(list)
-        touched: dict[CurrentTable, set[tuple[int, int]]] = defaultdict(set)
-        for record in [*batch.raw_events, *batch.entities]:
-            by_type[type(record)].append(record)
-            if type(record) in _REFRESHED_BY:
-                key = getattr(record, _KEY_OF[type(record)])
-                touched[_REFRESHED_BY[type(record)]].add((record.merchant_id, key))
-        orders = by_type.pop(OrderVersion, [])
-        item_sets = by_type.pop(OrderItemSet, [])
-        if orders or item_sets:
-            groups["order_versions"] = (_ORDER_ROW_COLUMNS, _order_rows(orders, item_sets))
-        for entity_type, records in by_type.items():
-            layout = _LAYOUTS[entity_type]
-            groups[_ENTITY_TABLES[entity_type]] = (
-                layout.columns,
-                [layout.row(record) for record in records],
-            )
+        self.write_encoded(self.batch_encoder().encode(batch))
+
+    def batch_encoder(self) -> BatchEncoder:
+        """What turns load batches into this warehouse's inserts (picklable: a bulk import
+        encodes in worker processes)."""
+        if self._encoder is None:
+            self._encoder = self._guard("describe", self._describe)
+        return self._encoder
+
+    def _describe(self) -> BatchEncoder:
+        tables = ", ".join(sql_string(table) for table in WRITTEN_COLUMNS)
+        result = self._connect().query(
+            f"SELECT table, name, type FROM system.columns "  # noqa: S608 (our own names)
+            f"WHERE database = {sql_string(self.database)} AND table IN ({tables})"
+        )
+        described: dict[str, dict[str, str]] = {}
+        for table, name, kind in result.result_rows:
+            described.setdefault(table, {})[name] = kind
+        try:
+            types = {
+                table: tuple(described[table][column] for column in columns)
+                for table, columns in WRITTEN_COLUMNS.items()
+            }
+        except KeyError as missing:
+            raise TransientError(f"warehouse schema is not migrated: no {missing}") from None
+        return BatchEncoder(self.database, types, None if self.is_embedded else "lz4")
+
+    def write_encoded(self, encoded: EncodedBatch) -> None:
+        """Insert an encoded batch (its tables in parallel), then refresh the current state of
+        the objects it touched; returns once the read contract shows it."""
         with self._write_lock:  # one batch at a time; its tables in parallel, then its objects
-            self._parallel(
-                {
-                    f"insert into {table}": lambda t=table, c=columns, r=rows: self._insert(t, c, r)
-                    for table, (columns, rows) in groups.items()
-                }
-            )
-            self._parallel(
-                {
-                    f"refresh of {table.name}": lambda t=table, k=keys: self._refresh(t, k)
-                    for table, keys in touched.items()
-                }
-            )
+            try:
+                self._parallel(
+                    {
+                        f"insert into {table}": lambda t=table, c=columns, d=data: self._insert(
+                            t, c, d
+                        )
+                        for table, (columns, data) in encoded.inserts.items()
+                    }
+                )
+                self._parallel(
+                    {
+                        f"refresh of {name}": lambda t=CURRENT_TABLES[name], k=keys: self._refresh(
+                            t, k
+                        )
+                        for name, keys in encoded.touched.items()
+                    }
+                )
+            except TransientError:
+                self._encoder = None  # a schema change shows as a failed insert: describe again
+                raise
 
     def _parallel(self, actions: dict[str, Callable[[], Any]]) -> None:
         futures = [self._pool.submit(self._guard, what, action) for what, action in actions.items()]
@@ -319,21 +248,15 @@ class ClickHouseWarehouse(Warehouse):
         for statement in keyed_refresh(table, self.database, sorted(keys)):
             client.command(statement, settings=self._refresh_settings)
 
-    def _insert(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:
-        client = self._client_for(table)
-        context = self._insert_contexts.pop(table, None)
-        if context is None:
-            context = client.create_insert_context(
-                f"{self.database}.{table}",
-                column_names=list(columns),
-                settings=self._insert_settings,
-            )
-        context.data = rows
-        try:
-            client.insert(context=context)
-        finally:
-            context.data = None
-        self._insert_contexts[table] = context  # kept only after a successful insert
+    def _insert(self, table: str, columns: Sequence[str], native: bytes) -> None:
+        self._client_for(table).raw_insert(
+            f"{self.database}.{table}",
+            list(columns),
+            insert_block=native,
+            settings=self._insert_settings,
+            fmt="Native",
+            compression=self.batch_encoder().compression,
+        )
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:
         """Insert plain rows into one of our own tables (the local vector index)."""
@@ -360,7 +283,7 @@ class ClickHouseWarehouse(Warehouse):
         rows never become Python objects (change data capture's snapshot). The server reads
         the data from the request body (`input()`); chDB, which has no request, from a
         temporary file (`file()`), as clickhouse-connect's own chDB inserts do. A value the
-        select refuses (`CDC_REFUSED[…]`) or cannot parse is permanent, not retried."""
+        select refuses (`refuse_if`) or cannot parse is permanent, not retried."""
         head = f"INSERT INTO {into} SELECT {select} FROM "  # noqa: S608 (built from quoted names)
         client = self._connect()
         try:
@@ -375,9 +298,9 @@ class ClickHouseWarehouse(Warehouse):
                 client.command(head + source, data=data, settings=self._insert_settings)
         except ClickHouseError as error:
             text = str(error)
-            refused = re.search(r"CDC_REFUSED\[(.*?)\]", text)
-            if refused:
-                raise QueryRejected(refused.group(1)) from None
+            refused = _refusal(text)
+            if refused is not None:
+                raise QueryRejected(refused) from None
             if any(f"Code: {code}." in text for code in _UNPARSABLE_CODES):
                 raise QueryRejected(f"unparsable snapshot text: {_first_line(error)}") from None
             raise TransientError(f"warehouse insert failed: {_first_line(error)}") from error
@@ -415,47 +338,6 @@ class ClickHouseWarehouse(Warehouse):
         except (TypeError, ValueError) as error:  # a parameter the client cannot bind
             raise QueryRejected(f"query parameters: {_first_line(error)}") from None
         return QueryResult(columns=tuple(result.column_names), rows=list(result.result_rows))
-
-
-_item_values = operator.attrgetter(*_ITEM_COLUMNS)
-_order_values = operator.attrgetter(*_columns_of(OrderVersion))
-_NO_ITEMS: tuple[list[Any], ...] = tuple([] for _ in _ITEM_COLUMNS)
-
-
-def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> list[Any]:
-    """One row per order version, carrying its item set (if the payload had one).
-
-    One row per version key, even when a batch holds the same event twice (a redelivery in the
-    same group commit, a duplicated import line): identical keys collapse in storage, so a
-    second row without its items could replace the one with them."""
-    sets = {(s.merchant_id, s.order_id, s.version): s for s in item_sets}
-    rows: dict[tuple[int, int, int], Any] = {}
-    for order in orders:
-        key = (order.merchant_id, order.order_id, order.version)
-        rows[key] = (*_order_values(order), *_items_columns(sets.get(key)))
-    for key, item_set in sets.items():
-        if key not in rows:  # items without an order version: the keys and the items
-            header = OrderVersion(
-                merchant_id=item_set.merchant_id,
-                order_id=item_set.order_id,
-                version=item_set.version,
-                event_time=_version_time(item_set.version),
-            )
-            rows[key] = (*_order_values(header), *_items_columns(item_set))
-    return list(rows.values())
-
-
-def _items_columns(item_set: OrderItemSet | None) -> tuple[Any, ...]:
-    if item_set is None:
-        return (0, *_NO_ITEMS)
-    # One attrgetter per item, then a transpose: the Nested columns are parallel arrays.
-    columns = list(zip(*map(_item_values, item_set.items), strict=True)) if item_set.items else []
-    arrays = [list(column) for column in columns] or [[] for _ in _ITEM_COLUMNS]
-    return (1, *arrays)
-
-
-def _version_time(version: int) -> datetime:
-    return datetime.fromtimestamp(version_time_millis(version) / 1000, UTC)
 
 
 def _first_line(error: BaseException) -> str:

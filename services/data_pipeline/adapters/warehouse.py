@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from data_pipeline.domain.model import WarehouseEntity
 
@@ -48,6 +48,15 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+class BatchEncoding(Protocol):
+    def encode(self, batch: LoadBatch) -> Any: ...
+
+
+class _AsIs:
+    def encode(self, batch: LoadBatch) -> LoadBatch:
+        return batch
+
+
 class Warehouse(abc.ABC):
     """Blocking interface: callers on an event loop run it in a worker thread."""
 
@@ -58,6 +67,15 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def write(self, batch: LoadBatch) -> None:
         """Insert and wait for confirmation. Raises TransientError on any failure."""
+
+    def batch_encoder(self) -> BatchEncoding:
+        """What prepares a batch for `write_encoded`; picklable, so a bulk import can encode
+        in worker processes. By default the batch itself is what gets written."""
+        return _AsIs()
+
+    def write_encoded(self, encoded: Any) -> None:
+        """`write` of a batch `batch_encoder()` encoded."""
+        self.write(encoded)
 
     @abc.abstractmethod
     def query(

@@ -94,6 +94,21 @@ class PipelineMetrics:
             "fills its disk).",
             registry=r,
         )
+        self.archive_pending = Gauge(
+            "pipeline_archive_pending_events",
+            "Events loaded into the warehouse whose raw archive write failed, not yet archived "
+            "by a retry (this instance).",
+            registry=r,
+        )
+        self.archive_failures = Counter(
+            "pipeline_archive_write_failures", "Raw archive writes that failed.", registry=r
+        )
+        self.archive_objects = Counter(
+            "pipeline_archive_objects",
+            "Raw archive objects by result (written, or already there).",
+            ["result"],
+            registry=r,
+        )
         for outcome in SETTLED_OUTCOMES:
             self.events_settled.labels(outcome)
 

@@ -8,6 +8,8 @@ cannot load is reported with its line number and skipped; the others still load.
 
 Throughput: events are loaded in batches of 4,000 (one insert per table, one snapshot refresh, one
 settlement round trip each), and the cyclic garbage collector is held back while they are built.
+With `processes` > 1 (the CLI's default: one per core), batches are parsed, transformed and
+encoded for the warehouse in worker processes while this process writes the previous one.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+import multiprocessing
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.warehouse import LoadBatch, Warehouse
+from data_pipeline.adapters.warehouse import BatchEncoding, LoadBatch, Warehouse
 from data_pipeline.domain.envelope import parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import MerchantChange, OrderItemSet
 from data_pipeline.errors import InvalidPayload
+from data_pipeline.service_layer.archive import archived_event
 from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 from data_pipeline.service_layer.processing import apply_merchant_changes, archive_record
 
@@ -68,10 +75,20 @@ class ImportReport:
 
 @dataclass
 class _Prepared:
-    batch: LoadBatch = field(default_factory=LoadBatch)
+    encoded: Any  # the load batch as the warehouse's encoder made it (None: nothing to write)
+    report: ImportReport  # lines and failures of this chunk
     settlements: list[tuple[str, str]] = field(default_factory=list)  # (body hash, outcome)
     changes: list[MerchantChange] = field(default_factory=list)
-    line_items: int = 0
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    lines: list[tuple[int, bytes]]  # (line number, line)
+    archived: bool = False  # lines are raw archive records (service_layer/archive.py)
+
+    @property
+    def size(self) -> int:
+        return sum(len(raw) for _, raw in self.lines)
 
 
 class EventImporter:
@@ -83,12 +100,34 @@ class EventImporter:
         *,
         batch_events: int = BATCH_EVENTS,
         received: datetime | None = None,
+        processes: int = 1,
+        archived: bool = False,
     ) -> None:
+        """`processes` > 1: batches are parsed, transformed and encoded in that many worker
+        processes while this one writes the previous batch (for inputs of more than one batch;
+        a service importing a request's worth keeps 1). `archived`: the lines are raw archive
+        records, loaded with their own hash, reception time and source; their merchant state
+        is not applied (the archive holds no credentials)."""
+        self._archived = archived
+        self._pool: ProcessPoolExecutor | None = None
         self._warehouse = warehouse
         self._state = state
         self._cipher = cipher
         self._batch_events = batch_events
         self._received = received or datetime.now(UTC)
+        self._processes = processes
+
+    def start_workers(self) -> None:
+        """Start the worker processes now (they take about a second to import), e.g. while
+        the caller opens and migrates the warehouse; `run` uses them from its first batch."""
+        if self._processes > 1 and self._pool is None:
+            self._pool = start_pool(self._processes)
+
+    def close(self) -> None:
+        """Stop worker processes `start_workers` started that no `run` took over."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     async def run(
         self,
@@ -105,32 +144,37 @@ class EventImporter:
         progress: Callable[[int, int], None] | None,
     ) -> ImportReport:
         report = ImportReport()
-        chunk: list[tuple[int, bytes]] = []
-        number = 0
-        async for line in _lines(lines):
-            number += 1
-            chunk.append((number, line))
-            if len(chunk) >= self._batch_events:
-                await self._load(chunk, report, progress)
-                chunk = []
-        await self._load(chunk, report, progress)
+        encoder = await asyncio.to_thread(self._warehouse.batch_encoder)
+        task = _Task(encoder, self._cipher is not None, self._received)
+        pool, self._pool = self._pool, None
+        with _Preparers(task, self._processes, pool) as preparers:
+            # Batches are written and settled in input order; up to `ahead` more are being
+            # prepared meanwhile.
+            pending: deque[tuple[asyncio.Future[_Prepared], _Chunk]] = deque()
+            async for chunk in _chunks(lines, self._batch_events, archived=self._archived):
+                full = len(chunk.lines) == self._batch_events
+                pending.append((preparers.submit(chunk, more_likely=full), chunk))
+                while len(pending) > preparers.ahead:
+                    await self._finish(*pending.popleft(), report, progress)
+            while pending:
+                await self._finish(*pending.popleft(), report, progress)
         return report
 
-    async def _load(
+    async def _finish(
         self,
-        chunk: list[tuple[int, bytes]],
+        preparing: asyncio.Future[_Prepared],
+        chunk: _Chunk,
         report: ImportReport,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        """One batch: transformed and written off the event loop (the service keeps answering
-        webhooks during an import), then merchant state and settlements, never before the
-        write. Sequential on purpose: transforming the next batch while this one is written
-        measured slower (both hold the GIL for most of their time, and they thrash it)."""
-        prepared = await asyncio.to_thread(self._prepare, chunk, report)
-        if prepared.batch.size:
-            await asyncio.to_thread(self._warehouse.write, prepared.batch)
+        """One batch written (off the event loop: the service keeps answering webhooks during
+        an import), then its merchant state and settlements, never before the write."""
+        prepared = await preparing
+        report.add(prepared.report)
+        if prepared.encoded is not None:
+            await asyncio.to_thread(self._warehouse.write_encoded, prepared.encoded)
         if prepared.changes:
-            assert self._cipher is not None  # checked per line in _prepare
+            assert self._cipher is not None  # checked per line when preparing
             await apply_merchant_changes(self._state, self._cipher, prepared.changes)
         # One "message" per event: importing it again is a redelivery, not a new event.
         verdicts = await self._state.settle_many(
@@ -142,50 +186,109 @@ class EventImporter:
                 report.ignored += outcome == "ignored"
             else:
                 report.duplicates += 1
-        report.line_items += prepared.line_items
         if progress is not None:
-            progress(len(chunk), sum(len(raw) for _, raw in chunk))
+            progress(len(chunk.lines), chunk.size)
 
-    def _prepare(self, chunk: list[tuple[int, bytes]], report: ImportReport) -> _Prepared:
-        prepared = _Prepared()
-        for number, raw in chunk:
-            report.lines += 1
+
+@dataclass(frozen=True)
+class _Task:
+    """What preparing a chunk needs; picklable (sent once to each worker process)."""
+
+    encoder: BatchEncoding
+    tokens_storable: bool
+    received: datetime
+
+    def prepare(self, chunk: _Chunk) -> _Prepared:
+        batch = LoadBatch()
+        prepared = _Prepared(encoded=None, report=ImportReport())
+        report = prepared.report
+        for number, raw in chunk.lines:
             line = raw.strip()
             if not line:
-                report.lines -= 1  # blank lines are not events
-                continue
+                continue  # blank lines are not events
+            report.lines += 1
             if len(line) > MAX_WEBHOOK_BYTES:
                 report.failures.append(ImportFailure(number, "line is over 1 MiB"))
                 continue
             envelope = None
+            body, received, source = line, self.received, "import"
             try:
-                envelope = parse_envelope(line)
+                if chunk.archived:  # the body is already redacted; its hash is the original's
+                    record = archived_event(line)
+                    body, received, source = record.body, record.received_at, record.source
+                    envelope = parse_envelope(body, digest=record.sha256)
+                else:
+                    envelope = parse_envelope(body)
                 result = transform(envelope)
-                if result.merchant_changes and self._cipher is None:
+                changes = [] if chunk.archived else result.merchant_changes
+                if changes and not self.tokens_storable:
                     raise InvalidPayload("merchant tokens need TOKEN_ENCRYPTION_KEY to be stored")
             except InvalidPayload as error:
                 if envelope is not None:  # a valid envelope is archived even when rejected
-                    prepared.batch.raw_events.append(
-                        archive_record(envelope, line, self._received, "import")
-                    )
+                    batch.raw_events.append(archive_record(envelope, body, received, source))
                 report.failures.append(ImportFailure(number, str(error)[:300]))
                 continue
             except Exception as error:  # a hostile line must not stop the rest
                 reason = f"unexpected {type(error).__name__}: {error}"[:300]
                 report.failures.append(ImportFailure(number, reason))
                 continue
-            prepared.batch.raw_events.append(
-                archive_record(envelope, line, self._received, "import")
-            )
-            prepared.batch.entities.extend(result.entities)
-            prepared.changes.extend(result.merchant_changes)
+            batch.raw_events.append(archive_record(envelope, body, received, source))
+            batch.entities.extend(result.entities)
+            prepared.changes.extend(changes)
             prepared.settlements.append(
                 (envelope.body_sha256, "loaded" if result.modeled else "ignored")
             )
-            prepared.line_items += sum(
+            report.line_items += sum(
                 len(e.items) for e in result.entities if isinstance(e, OrderItemSet)
             )
+        if batch.size:
+            prepared.encoded = self.encoder.encode(batch)
         return prepared
+
+
+class _Preparers:
+    """Prepares chunks in this process (one at a time, in a thread: the GIL makes overlapping
+    two Python-heavy steps in threads slower, measured) or, from the first full chunk on, in
+    `processes` worker processes, `processes` chunks ahead of the writes."""
+
+    def __init__(self, task: _Task, processes: int, pool: ProcessPoolExecutor | None) -> None:
+        self._task = task
+        self._processes = processes
+        self._pool = pool
+
+    @property
+    def ahead(self) -> int:
+        return self._processes if self._pool is not None else 0
+
+    def submit(self, chunk: _Chunk, *, more_likely: bool) -> asyncio.Future[_Prepared]:
+        if self._pool is None and self._processes > 1 and more_likely:
+            self._pool = start_pool(self._processes)
+        if self._pool is not None:
+            return asyncio.wrap_future(self._pool.submit(self._task.prepare, chunk))
+        return asyncio.ensure_future(asyncio.to_thread(self._task.prepare, chunk))
+
+    def __enter__(self) -> _Preparers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start_pool(processes: int) -> ProcessPoolExecutor:
+    """Worker processes, started now rather than at their first batch. Spawned, not forked:
+    this process runs chDB's and the event loop's threads."""
+    pool = ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+    )
+    for _ in range(processes):  # a process is spawned per submit while none is idle
+        pool.submit(_start_worker)
+    return pool
+
+
+def _start_worker() -> None:
+    # As _few_collections, for the worker's life: its batches hold no reference cycles.
+    gc.set_threshold(100_000, *gc.get_threshold()[1:])
 
 
 @contextlib.contextmanager
@@ -200,6 +303,21 @@ def _few_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+async def _chunks(
+    lines: AsyncIterable[bytes] | Iterable[bytes], size: int, *, archived: bool
+) -> AsyncIterator[_Chunk]:
+    chunk: list[tuple[int, bytes]] = []
+    number = 0
+    async for line in _lines(lines):
+        number += 1
+        chunk.append((number, line))
+        if len(chunk) >= size:
+            yield _Chunk(chunk, archived)
+            chunk = []
+    if chunk:
+        yield _Chunk(chunk, archived)
 
 
 async def _lines(lines: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterable[bytes]:

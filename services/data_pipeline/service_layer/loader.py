@@ -4,6 +4,9 @@ Each caller's `load` returns only after the insert holding its rows is confirmed
 QStash always means "written". While one insert is in flight, new batches queue up and go out
 together in the next one: no timer, no added latency when idle, big inserts under load (what
 ClickHouse wants instead of many tiny ones).
+
+With a raw archive, each insert's raw events are also written to it, at the same time: the
+archive is complete even for events the warehouse then fails to take (service_layer/archive.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections import deque
 
 from data_pipeline.adapters.warehouse import LoadBatch, Warehouse
 from data_pipeline.observability.metrics import PipelineMetrics
+from data_pipeline.service_layer.archive import RawArchive
 
 
 class GroupCommitLoader:
@@ -24,7 +28,9 @@ class GroupCommitLoader:
         *,
         max_rows: int = 20_000,
         max_in_flight: int = 1,
+        archive: RawArchive | None = None,
     ) -> None:
+        self._archive = archive
         self._max_in_flight = max_in_flight
         self._warehouse = warehouse
         self._metrics = metrics
@@ -54,7 +60,7 @@ class GroupCommitLoader:
             combined = LoadBatch.combine(batch for batch, _ in taken)
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._warehouse.write, combined)
+                await self._write(combined)
             except Exception as error:  # every waiter gets the failure; QStash retries each one
                 for _, future in taken:
                     if not future.done():
@@ -64,6 +70,19 @@ class GroupCommitLoader:
             for _, future in taken:
                 if not future.done():
                     future.set_result(None)
+
+    async def _write(self, batch: LoadBatch) -> None:
+        """The warehouse insert and the archive write together; the warehouse's failure first
+        (it decides the retry), then the archive's (the rows are in, the event is not archived:
+        retried all the same)."""
+        writing = asyncio.ensure_future(asyncio.to_thread(self._warehouse.write, batch))
+        if self._archive is None or not batch.raw_events:
+            await writing
+            return
+        archiving = asyncio.ensure_future(self._archive.write(batch.raw_events))
+        await asyncio.wait([writing, archiving])
+        for step in (writing, archiving):
+            step.result()
 
     def _take(self) -> list[tuple[LoadBatch, asyncio.Future[None]]]:
         taken, rows = [], 0

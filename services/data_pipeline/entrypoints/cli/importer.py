@@ -14,6 +14,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -34,6 +35,9 @@ from shared.topics import IMPORT_PATH
 
 CHUNK_LINES = 5000  # per request to a service: well inside its body limit and timeout
 MAX_LISTED_FAILURES = 20
+# Inputs bigger than this (or of unknown size) start their worker processes at once; smaller
+# ones only when a second batch shows up, if ever.
+EARLY_WORKERS_BYTES = 16 * 2**20
 
 
 def import_events(
@@ -48,6 +52,17 @@ def import_events(
     ] = None,
     database: Annotated[str, typer.Option(envvar="CLICKHOUSE_DATABASE")] = "analytics",
     data_dir: DataDirOption = Path(".data"),
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes that parse and transform (default: one per core); "
+            "not used with --url.",
+        ),
+    ] = os.cpu_count() or 1,
+    batch_events: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Events per batch (insert, refresh, settle).")
+    ] = 4000,
 ) -> None:
     """Load Salla events from a file as the worker would: re-importing is a no-op, a bad line is
     reported with its number and skipped, the exit status says whether any line failed."""
@@ -73,7 +88,8 @@ def import_events(
         if url:
             _through_service(url, data_dir, stream, report, advance)
         else:
-            _direct(dsn, database, data_dir, stream, report, advance)
+            importing = _Importing(processes, batch_events, size)
+            _direct(dsn, database, data_dir, stream, report, advance, importing)
     console.print(
         f"{report.lines:,} lines: {report.loaded:,} loaded, {report.ignored:,} not modeled, "
         f"{report.duplicates:,} already there, {len(report.failures):,} failed "
@@ -85,6 +101,13 @@ def import_events(
         console.print(f"  … and {len(report.failures) - MAX_LISTED_FAILURES} more")
     if report.failures:
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class _Importing:
+    processes: int
+    batch_events: int
+    size: int | None  # of the input, when known
 
 
 def _open(file: str) -> tuple[IO[bytes], int | None]:
@@ -140,6 +163,7 @@ def _direct(
     stream: IO[bytes],
     report: Any,
     advance: Any,
+    importing: _Importing,
 ) -> None:
     from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
     from data_pipeline.service_layer.importer import EventImporter
@@ -147,7 +171,14 @@ def _direct(
     data_dir = data_dir.resolve()
     warehouse = ClickHouseWarehouse(dsn or f"chdb://{data_dir / 'clickhouse'}", database)
     state = _state_store(data_dir)
-    importer = EventImporter(warehouse, state, _cipher(data_dir, local=dsn is None))
+    cipher = _cipher(data_dir, local=dsn is None)
+    importer = EventImporter(
+        warehouse,
+        state,
+        cipher,
+        processes=importing.processes,
+        batch_events=importing.batch_events,
+    )
 
     async def run() -> Any:
         try:
@@ -155,6 +186,8 @@ def _direct(
         finally:
             await state.close()
 
+    if importing.size is None or importing.size > EARLY_WORKERS_BYTES:
+        importer.start_workers()  # they import while chDB starts and the schema is checked
     try:
         warehouse.migrate()  # a new data dir gets its schema; a current one is untouched
         report.add(asyncio.run(run()))
@@ -164,6 +197,7 @@ def _direct(
             "--url http://127.0.0.1:8000, or stop it first)"
         )
     finally:
+        importer.close()
         warehouse.close()
 
 

@@ -10,6 +10,7 @@ from data_pipeline.entrypoints.cli import (
     events,
     importer,
     rag,
+    rebuild,
     stack,
     sync,
     warehouse,
@@ -30,6 +31,7 @@ app.command("embeddings-dev")(stack.embeddings_dev)
 app.command()(warehouse.migrate)
 app.command()(warehouse.replay)
 app.command("import-events")(importer.import_events)
+app.command()(rebuild.rebuild)
 app.command()(stack.demo)
 app.add_typer(webhook.app, name="webhook")
 app.add_typer(dlq.app, name="dlq")

@@ -1,0 +1,266 @@
+"""Load batches as ClickHouse takes them: each table's rows in Native format, plus the keys
+whose current state the rows change.
+
+Encoding is pure CPU given the tables' column types, and its result is bytes and integers, so a
+bulk import builds it in worker processes (in parallel with the inserts of the previous batch,
+which chDB runs outside the GIL) and the warehouse only sends it. The worker path encodes in
+process: one way to write, whoever encodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver.binding import quote_identifier
+from clickhouse_connect.driver.compression import get_compressor
+from clickhouse_connect.driver.insert import InsertContext
+from clickhouse_connect.driver.transform import NativeTransform
+
+from data_pipeline.adapters.clickhouse_current import (
+    ABANDONED_CARTS,
+    CUSTOMERS,
+    INVOICES,
+    ORDERS,
+    PRODUCTS,
+    REVIEWS,
+    SHIPMENTS,
+    CurrentTable,
+)
+from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
+from data_pipeline.domain.model import (
+    AbandonedCartVersion,
+    CartItem,
+    CustomerVersion,
+    InvoiceLine,
+    InvoiceVersion,
+    OrderItem,
+    OrderItemSet,
+    OrderVersion,
+    ProductVersion,
+    ReviewVersion,
+    ShipmentVersion,
+)
+from data_pipeline.domain.versioning import version_time_millis
+from data_pipeline.errors import TransientError
+
+
+def _columns_of(entity_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(entity_type))
+
+
+_ENTITY_TABLES: dict[type, str] = {
+    OrderVersion: "order_versions",
+    ProductVersion: "product_versions",
+    CustomerVersion: "customer_versions",
+    AbandonedCartVersion: "abandoned_cart_versions",
+    InvoiceVersion: "invoice_versions",
+    ShipmentVersion: "shipment_versions",
+    ReviewVersion: "review_versions",
+    RawEvent: "raw_events",
+}
+# Entities carrying a whole set of lines: stored in their version row as a Nested column, with
+# `has_<name>` telling a version that carried a set (maybe empty) from one that said nothing.
+_NESTED: dict[type, tuple[str, type]] = {
+    AbandonedCartVersion: ("items", CartItem),
+    InvoiceVersion: ("lines", InvoiceLine),
+}
+_ITEM_COLUMNS = _columns_of(OrderItem)
+_ORDER_ROW_COLUMNS = (
+    *_columns_of(OrderVersion),
+    "has_items",
+    *tuple(f"items.{name}" for name in _ITEM_COLUMNS),
+)
+_REFRESHED_BY: dict[type, CurrentTable] = {
+    OrderVersion: ORDERS,
+    OrderItemSet: ORDERS,
+    ProductVersion: PRODUCTS,
+    CustomerVersion: CUSTOMERS,
+    AbandonedCartVersion: ABANDONED_CARTS,
+    InvoiceVersion: INVOICES,
+    ShipmentVersion: SHIPMENTS,
+    ReviewVersion: REVIEWS,
+}
+_KEY_OF: dict[type, str] = {
+    OrderVersion: "order_id",
+    OrderItemSet: "order_id",
+    ProductVersion: "product_id",
+    CustomerVersion: "customer_id",
+    AbandonedCartVersion: "cart_id",
+    InvoiceVersion: "invoice_id",
+    ShipmentVersion: "shipment_id",
+    ReviewVersion: "review_id",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How one entity type becomes rows of its table."""
+
+    columns: tuple[str, ...]
+    row: Callable[[Any], tuple[Any, ...]]
+
+
+def _layout(entity_type: type) -> _Layout:
+    nested = _NESTED.get(entity_type)
+    if nested is None:
+        columns = _columns_of(entity_type)
+        return _Layout(columns, operator.attrgetter(*columns))
+    name, line_type = nested
+    scalars = tuple(c for c in _columns_of(entity_type) if c != name)
+    parts = _columns_of(line_type)
+    scalar_values = operator.attrgetter(*scalars)
+    line_values = operator.attrgetter(*parts)
+    nothing: tuple[list[Any], ...] = tuple([] for _ in parts)
+
+    def row(entity: Any) -> tuple[Any, ...]:
+        lines = getattr(entity, name)
+        if lines is None:
+            return (*scalar_values(entity), 0, *nothing)
+        # One attrgetter per line, then a transpose: Nested columns are parallel arrays.
+        arrays = [list(c) for c in zip(*map(line_values, lines), strict=True)] if lines else []
+        return (*scalar_values(entity), 1, *(arrays or nothing))
+
+    return _Layout((*scalars, f"has_{name}", *(f"{name}.{p}" for p in parts)), row)
+
+
+_LAYOUTS = {entity_type: _layout(entity_type) for entity_type in _ENTITY_TABLES}
+
+
+_item_values = operator.attrgetter(*_ITEM_COLUMNS)
+_order_values = operator.attrgetter(*_columns_of(OrderVersion))
+_NO_ITEMS: tuple[list[Any], ...] = tuple([] for _ in _ITEM_COLUMNS)
+
+
+def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> list[Any]:
+    """One row per order version, carrying its item set (if the payload had one).
+
+    One row per version key, even when a batch holds the same event twice (a redelivery in the
+    same group commit, a duplicated import line): identical keys collapse in storage, so a
+    second row without its items could replace the one with them."""
+    sets = {(s.merchant_id, s.order_id, s.version): s for s in item_sets}
+    rows: dict[tuple[int, int, int], Any] = {}
+    for order in orders:
+        key = (order.merchant_id, order.order_id, order.version)
+        rows[key] = (*_order_values(order), *_items_columns(sets.get(key)))
+    for key, item_set in sets.items():
+        if key not in rows:  # items without an order version: the keys and the items
+            header = OrderVersion(
+                merchant_id=item_set.merchant_id,
+                order_id=item_set.order_id,
+                version=item_set.version,
+                event_time=_version_time(item_set.version),
+            )
+            rows[key] = (*_order_values(header), *_items_columns(item_set))
+    return list(rows.values())
+
+
+def _items_columns(item_set: OrderItemSet | None) -> tuple[Any, ...]:
+    if item_set is None:
+        return (0, *_NO_ITEMS)
+    # One attrgetter per item, then a transpose: the Nested columns are parallel arrays.
+    columns = list(zip(*map(_item_values, item_set.items), strict=True)) if item_set.items else []
+    arrays = [list(column) for column in columns] or [[] for _ in _ITEM_COLUMNS]
+    return (1, *arrays)
+
+
+def _version_time(version: int) -> datetime:
+    return datetime.fromtimestamp(version_time_millis(version) / 1000, UTC)
+
+
+# Every table a load batch writes, with the columns it writes.
+WRITTEN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "order_versions": _ORDER_ROW_COLUMNS,
+    **{
+        table: _LAYOUTS[entity_type].columns
+        for entity_type, table in _ENTITY_TABLES.items()
+        if entity_type is not OrderVersion
+    },
+}
+CURRENT_TABLES: dict[str, CurrentTable] = {table.name: table for table in _REFRESHED_BY.values()}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """`inserts`: table -> (columns, Native bytes); `touched`: current-state table name -> the
+    (merchant_id, key) pairs to refresh."""
+
+    inserts: dict[str, tuple[tuple[str, ...], bytes]]
+    touched: dict[str, set[tuple[int, int]]]
+
+    @property
+    def empty(self) -> bool:
+        return not self.inserts
+
+
+class BatchEncoder:
+    """Encodes load batches for tables of the given column types (`{table: (type name, ...)}`
+    in `WRITTEN_COLUMNS` order, as the warehouse describes them). Picklable.
+    `compression`: the codec the client would use on the wire (lz4 to a server, none to chDB)."""
+
+    def __init__(
+        self, database: str, column_types: dict[str, tuple[str, ...]], compression: str | None
+    ) -> None:
+        self.database = database
+        self.column_types = column_types
+        self.compression = compression
+
+    def encode(self, batch: LoadBatch) -> EncodedBatch:
+        inserts = {
+            table: (WRITTEN_COLUMNS[table], self._native(table, rows))
+            for table, rows in _rows_by_table(batch).items()
+        }
+        return EncodedBatch(inserts, _touched(batch))
+
+    def _native(self, table: str, rows: list[Any]) -> bytes:
+        """clickhouse-connect's own Native serialisation (what `client.insert` sends), without
+        the INSERT statement it puts before the first block for an HTTP body."""
+        columns = WRITTEN_COLUMNS[table]
+        types = [get_from_name(name) for name in self.column_types[table]]
+        full_name = f"{self.database}.{table}"
+        context = InsertContext(full_name, columns, types, data=rows)
+        blocks = NativeTransform.build_insert(context)
+        native = b"".join(blocks)
+        if context.insert_exception is not None:  # a value its column type cannot hold
+            # As any failed insert: retried, then dead-lettered with this reason.
+            error = context.insert_exception
+            raise TransientError(f"warehouse insert into {table} failed: {error}") from error
+        names = ", ".join(quote_identifier(c) for c in columns)
+        statement = f"INSERT INTO {full_name} ({names}) FORMAT Native\n".encode()
+        if not native.startswith(statement):
+            raise RuntimeError("unexpected insert encoding from clickhouse-connect")
+        native = native[len(statement) :]
+        if not self.compression:
+            return native
+        compressor = get_compressor(self.compression)
+        footer = compressor.flush()  # type: ignore[no-untyped-call]
+        return bytes(compressor.compress_block(native)) + bytes(footer or b"")
+
+
+def _rows_by_table(batch: LoadBatch) -> dict[str, list[Any]]:
+    by_type: dict[type, list[Any]] = defaultdict(list)
+    for record in [*batch.raw_events, *batch.entities]:
+        by_type[type(record)].append(record)
+    rows: dict[str, list[Any]] = {}
+    orders = by_type.pop(OrderVersion, [])
+    item_sets = by_type.pop(OrderItemSet, [])
+    if orders or item_sets:
+        rows["order_versions"] = _order_rows(orders, item_sets)
+    for entity_type, records in by_type.items():
+        row = _LAYOUTS[entity_type].row
+        rows[_ENTITY_TABLES[entity_type]] = [row(record) for record in records]
+    return rows
+
+
+def _touched(batch: LoadBatch) -> dict[str, set[tuple[int, int]]]:
+    touched: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for record in batch.entities:
+        table = _REFRESHED_BY.get(type(record))
+        if table is not None:
+            touched[table.name].add((record.merchant_id, getattr(record, _KEY_OF[type(record)])))
+    return dict(touched)
