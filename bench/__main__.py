@@ -23,6 +23,7 @@ from bench import (
     rag,
     rag_quality,
     reads,
+    soak,
     sync,
     transform_load,
 )
@@ -40,6 +41,7 @@ HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "cdc": (cdc.measure, cdc.report),
     "events": (domain_events.measure, domain_events.report),
     "dr": (dr_drill.measure, dr_drill.report),
+    "soak": (soak.measure, soak.report),
 }
 
 

@@ -83,6 +83,7 @@ EMPTY_PAGE_RETRIES = 3  # an empty page while pagination claims more: retried, t
 BREAKER_AFTER = 3  # failed steps in a row before the circuit opens
 FAIL_AFTER = 12  # failed steps in a row before the job fails (resumable); ≈ 1 h of backoff
 MAX_BACKOFF_SECONDS = 900
+BUSY_RETRY_SECONDS = 15  # a step found busy is delivered again this much later
 STALLED_AFTER_SECONDS = 600  # a running job whose next step is this late may be resumed
 
 
@@ -364,6 +365,26 @@ class SyncOrchestrator:
             flow=SYNC_FLOW,
             delay_seconds=math.ceil(delay) if delay >= 1 else 0,
         )
+
+    async def requeue_busy(self, job_id: str, seq: int) -> str:
+        """A delivery found its step's lease held. The holder may be running it, or may have
+        died holding it (a killed instance keeps the lease until it expires): either way a
+        copy is published to come back later, and this delivery is done. Were it retried
+        instead, its retries would run out while a dead holder's lease lasts, and the job would
+        stop for good. If the holder finishes the step first, the copy arrives stale."""
+        job = await self._state.get_job(job_id)
+        if job is None or job.seq != seq or not job.status.active:
+            return "stale"
+        body = orjson.dumps({"jobId": job.job_id, "seq": job.seq})
+        window = int(time.time() // BUSY_RETRY_SECONDS)  # one copy per window, not per delivery
+        await self._queue.publish_step(
+            self._step_url,
+            body,
+            dedup_id=f"{job.job_id}:{job.cursor.label()}:{job.seq}:busy:{window}",
+            flow=SYNC_FLOW,
+            delay_seconds=BUSY_RETRY_SECONDS,
+        )
+        return "busy"
 
     async def _publish_or_fail(self, job: SyncJob) -> None:
         try:

@@ -139,12 +139,14 @@ async def sync_step(request: Request) -> Response:
         )
     except PermanentError as error:
         return delivery_answer(error)
-    except StepBusy as error:
-        if _is_final_attempt(request, container):
-            # The copy holding the lease carries the job on and publishes the next step; this
-            # duplicate has nothing left to do and must not dead-letter or fail the job.
-            return JSONResponse({"outcome": "busy"})
-        return delivery_answer(error)
+    except StepBusy:
+        # Never retried in place: a dead lease holder would outlast the retries (see
+        # SyncOrchestrator.requeue_busy). A copy comes back later; this delivery is done.
+        try:
+            outcome = await container.sync.requeue_busy(job_id, seq)
+        except TransientError as error:
+            return delivery_answer(error)
+        return JSONResponse({"outcome": outcome})
     except TransientError as error:
         container.metrics.delivery_failures.labels("sync").inc()
         if _is_final_attempt(request, container):
