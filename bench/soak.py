@@ -351,7 +351,11 @@ async def soak(seconds: float, root: Path, *, seed: int = 1) -> SoakResult:
     rng = random.Random(seed)
     result = SoakResult(seconds=seconds)
     stack = SoakStack(root)
-    await stack.start()
+    try:
+        await stack.start()
+    except BaseException:
+        stack.stop()  # the children that did start
+        raise
     client = stack.client()
     salla = EmulatorClient(stack.salla_url)
     # About 6 webhooks a second, a third of them duplicates, shuffled.
