@@ -20,8 +20,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,8 @@ from data_pipeline.domain.envelope import parse_envelope
 from data_pipeline.service_layer.archive import archive_objects
 from data_pipeline.service_layer.processing import archive_record
 
-from bench.processes import clean_env, workdir
+from bench.processes import clean_env, timed_cli, workdir
 
-SCRIPT = str(Path(sys.executable).parent / "salla-pipeline")
 GROUP_COMMIT = 4000
 
 _CHECK = """
@@ -72,24 +71,13 @@ def measure(orders: int | None = None) -> dict[str, Any]:
         store.create_order()
     with workdir() as tmp:
         objects = _archive(store, tmp / "archive")
-        started = time.perf_counter()
-        finished = subprocess.run(
-            [
-                SCRIPT,
-                "rebuild",
-                "--from-archive",
-                (tmp / "archive").as_uri(),
-                "--data-dir",
-                str(tmp / "restored"),
-            ],
-            env=clean_env(COLUMNS="200"),
-            capture_output=True,
-            text=True,
-            check=False,
+        seconds, _ = timed_cli(
+            "rebuild",
+            "--from-archive",
+            (tmp / "archive").as_uri(),
+            "--data-dir",
+            str(tmp / "restored"),
         )
-        seconds = time.perf_counter() - started
-        if finished.returncode != 0:
-            raise RuntimeError(finished.stdout[-2000:] + finished.stderr[-2000:])
         checked = subprocess.run(
             [sys.executable, "-c", _CHECK, str(tmp / "restored" / "clickhouse")],
             env=clean_env(),
@@ -113,14 +101,10 @@ def measure(orders: int | None = None) -> dict[str, Any]:
         "rebuild_s": round(seconds, 2),
         "events_per_s": round(events / seconds),
         "minutes_per_million_events": round(1e6 / (events / seconds) / 60, 1),
-        "exact": [_number(v) for v in got] == [_number(v) for v in want],
+        "exact": [Decimal(str(v)) for v in got] == [Decimal(str(v)) for v in want],
         "contract": got,
         "truth": want,
     }
-
-
-def _number(value: Any) -> str:
-    return str(value).rstrip("0").rstrip(".") if "." in str(value) else str(value)
 
 
 def report(result: dict[str, Any]) -> str:

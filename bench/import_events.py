@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from data_pipeline.devtools.salla_samples import StoreSimulation, encode
 
-from bench.processes import clean_env, workdir
-
-SCRIPT = str(Path(sys.executable).parent / "salla-pipeline")
+from bench.processes import timed_cli, workdir
 
 
 def _store(orders: int) -> StoreSimulation:
@@ -39,18 +34,7 @@ def _store(orders: int) -> StoreSimulation:
 
 
 def _import(path: Path, data_dir: Path, *flags: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    finished = subprocess.run(
-        [SCRIPT, "import-events", str(path), "--data-dir", str(data_dir), *flags],
-        env=clean_env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if finished.returncode != 0:
-        raise RuntimeError(finished.stdout[-2000:] + finished.stderr[-2000:])
-    return seconds, finished.stdout
+    return timed_cli("import-events", str(path), "--data-dir", str(data_dir), *flags)
 
 
 def _count(pattern: str, output: str) -> int:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,22 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["RAG_ENABLED"] = "false"
     env.update(extra)
     return env
+
+
+def timed_cli(*args: str) -> tuple[float, str]:
+    """`salla-pipeline ARGS` as a user runs it: (wall seconds, its output); fails loudly."""
+    started = time.perf_counter()
+    finished = subprocess.run(
+        [str(Path(sys.executable).parent / "salla-pipeline"), *args],
+        env=clean_env(COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise RuntimeError(finished.stdout[-2000:] + finished.stderr[-2000:])
+    return seconds, finished.stdout
 
 
 @contextmanager

@@ -91,6 +91,9 @@ class ClickHouseWarehouse(Warehouse):
         # chDB inserts synchronously by default, and its client applies per-call settings by
         # reading, setting and restoring each one (three extra queries), so none are sent there.
         self._insert_settings = None if self.is_embedded else SERVER_INSERT_SETTINGS
+        # The wire codec of encoded batches: what clickhouse-connect sends a server; chDB, with
+        # no wire, takes them plain.
+        self._compression = None if self.is_embedded else "lz4"
         self._refresh_settings = None if self.is_embedded else SERVER_REFRESH_SETTINGS
         self._lock = threading.Lock()
 
@@ -210,7 +213,7 @@ class ClickHouseWarehouse(Warehouse):
             }
         except KeyError as missing:
             raise TransientError(f"warehouse schema is not migrated: no {missing}") from None
-        return BatchEncoder(self.database, types, None if self.is_embedded else "lz4")
+        return BatchEncoder(self.database, types, self._compression)
 
     def write_encoded(self, encoded: EncodedBatch) -> None:
         """Insert an encoded batch (its tables in parallel), then refresh the current state of
@@ -255,7 +258,7 @@ class ClickHouseWarehouse(Warehouse):
             insert_block=native,
             settings=self._insert_settings,
             fmt="Native",
-            compression=self.batch_encoder().compression,
+            compression=self._compression,
         )
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[Any]) -> None:

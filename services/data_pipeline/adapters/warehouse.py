@@ -52,11 +52,6 @@ class BatchEncoding(Protocol):
     def encode(self, batch: LoadBatch) -> Any: ...
 
 
-class _AsIs:
-    def encode(self, batch: LoadBatch) -> LoadBatch:
-        return batch
-
-
 class Warehouse(abc.ABC):
     """Blocking interface: callers on an event loop run it in a worker thread."""
 
@@ -68,14 +63,14 @@ class Warehouse(abc.ABC):
     def write(self, batch: LoadBatch) -> None:
         """Insert and wait for confirmation. Raises TransientError on any failure."""
 
+    @abc.abstractmethod
     def batch_encoder(self) -> BatchEncoding:
         """What prepares a batch for `write_encoded`; picklable, so a bulk import can encode
-        in worker processes. By default the batch itself is what gets written."""
-        return _AsIs()
+        in worker processes."""
 
+    @abc.abstractmethod
     def write_encoded(self, encoded: Any) -> None:
         """`write` of a batch `batch_encoder()` encoded."""
-        self.write(encoded)
 
     @abc.abstractmethod
     def query(

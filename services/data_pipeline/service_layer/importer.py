@@ -84,7 +84,6 @@ class _Prepared:
 @dataclass(frozen=True)
 class _Chunk:
     lines: list[tuple[int, bytes]]  # (line number, line)
-    archived: bool = False  # lines are raw archive records (service_layer/archive.py)
 
     @property
     def size(self) -> int:
@@ -145,15 +144,15 @@ class EventImporter:
     ) -> ImportReport:
         report = ImportReport()
         encoder = await asyncio.to_thread(self._warehouse.batch_encoder)
-        task = _Task(encoder, self._cipher is not None, self._received)
+        task = _Task(encoder, self._cipher is not None, self._received, self._archived)
         pool, self._pool = self._pool, None
         with _Preparers(task, self._processes, pool) as preparers:
             # Batches are written and settled in input order; up to `ahead` more are being
             # prepared meanwhile.
             pending: deque[tuple[asyncio.Future[_Prepared], _Chunk]] = deque()
-            async for chunk in _chunks(lines, self._batch_events, archived=self._archived):
+            async for chunk in _chunks(lines, self._batch_events):
                 full = len(chunk.lines) == self._batch_events
-                pending.append((preparers.submit(chunk, more_likely=full), chunk))
+                pending.append((preparers.submit(chunk, full=full), chunk))
                 while len(pending) > preparers.ahead:
                     await self._finish(*pending.popleft(), report, progress)
             while pending:
@@ -192,11 +191,13 @@ class EventImporter:
 
 @dataclass(frozen=True)
 class _Task:
-    """What preparing a chunk needs; picklable (sent once to each worker process)."""
+    """What preparing a chunk needs; picklable (sent with each chunk to a worker process: the
+    encoder is the tables' column type names, a few kilobytes)."""
 
     encoder: BatchEncoding
     tokens_storable: bool
     received: datetime
+    archived: bool  # lines are raw archive records (service_layer/archive.py)
 
     def prepare(self, chunk: _Chunk) -> _Prepared:
         batch = LoadBatch()
@@ -213,14 +214,14 @@ class _Task:
             envelope = None
             body, received, source = line, self.received, "import"
             try:
-                if chunk.archived:  # the body is already redacted; its hash is the original's
+                if self.archived:  # the body is already redacted; its hash is the original's
                     record = archived_event(line)
                     body, received, source = record.body, record.received_at, record.source
                     envelope = parse_envelope(body, digest=record.sha256)
                 else:
                     envelope = parse_envelope(body)
                 result = transform(envelope)
-                changes = [] if chunk.archived else result.merchant_changes
+                changes = [] if self.archived else result.merchant_changes
                 if changes and not self.tokens_storable:
                     raise InvalidPayload("merchant tokens need TOKEN_ENCRYPTION_KEY to be stored")
             except InvalidPayload as error:
@@ -248,20 +249,24 @@ class _Task:
 
 class _Preparers:
     """Prepares chunks in this process (one at a time, in a thread: the GIL makes overlapping
-    two Python-heavy steps in threads slower, measured) or, from the first full chunk on, in
-    `processes` worker processes, `processes` chunks ahead of the writes."""
+    two Python-heavy steps in threads slower, measured) or, from the second full chunk on (or
+    with a pool started early), in `processes` worker processes, `processes` chunks ahead of
+    the writes. Not before: spawning them costs about a second, which two batches do not win
+    back (4,212 events: 3.3 s with workers from the first full chunk, 2.5 s without)."""
 
     def __init__(self, task: _Task, processes: int, pool: ProcessPoolExecutor | None) -> None:
         self._task = task
         self._processes = processes
         self._pool = pool
+        self._full_chunks = 0
 
     @property
     def ahead(self) -> int:
         return self._processes if self._pool is not None else 0
 
-    def submit(self, chunk: _Chunk, *, more_likely: bool) -> asyncio.Future[_Prepared]:
-        if self._pool is None and self._processes > 1 and more_likely:
+    def submit(self, chunk: _Chunk, *, full: bool) -> asyncio.Future[_Prepared]:
+        self._full_chunks += full
+        if self._pool is None and self._processes > 1 and self._full_chunks >= 2:
             self._pool = start_pool(self._processes)
         if self._pool is not None:
             return asyncio.wrap_future(self._pool.submit(self._task.prepare, chunk))
@@ -306,7 +311,7 @@ def _few_collections() -> Iterator[None]:
 
 
 async def _chunks(
-    lines: AsyncIterable[bytes] | Iterable[bytes], size: int, *, archived: bool
+    lines: AsyncIterable[bytes] | Iterable[bytes], size: int
 ) -> AsyncIterator[_Chunk]:
     chunk: list[tuple[int, bytes]] = []
     number = 0
@@ -314,10 +319,10 @@ async def _chunks(
         number += 1
         chunk.append((number, line))
         if len(chunk) >= size:
-            yield _Chunk(chunk, archived)
+            yield _Chunk(chunk)
             chunk = []
     if chunk:
-        yield _Chunk(chunk, archived)
+        yield _Chunk(chunk)
 
 
 async def _lines(lines: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterable[bytes]:

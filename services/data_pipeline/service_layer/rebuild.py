@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -98,7 +99,7 @@ class ArchiveRebuild:
         # Where each object's lines start in the stream the importer reads (1-based), to name
         # a failed line by its object and to know when an object is completely written.
         starts: list[int] = []
-        ends: list[tuple[int, str]] = []
+        ends: deque[tuple[int, str]] = deque()  # (its last line, key) of objects not yet done
 
         def lines() -> Iterator[bytes]:
             position = 0
@@ -113,7 +114,6 @@ class ArchiveRebuild:
                 position += len(content)
                 ends.append((position, key))
                 yield from content
-            ends.append((position + 1, ""))  # sentinel: everything before it is read
 
         written = 0
         checkpoint = self._checkpoint.open("a")
@@ -122,9 +122,8 @@ class ArchiveRebuild:
             nonlocal written
             written += count
             # Every object whose last line is written is complete (the one after it may not be).
-            while ends and ends[0][0] <= written and ends[0][1]:
-                _, key = ends.pop(0)
-                checkpoint.write(key + "\n")
+            while ends and ends[0][0] <= written:
+                checkpoint.write(ends.popleft()[1] + "\n")
             checkpoint.flush()
             if progress is not None:
                 progress(report.resumed + report.objects - len(ends), written)
@@ -139,8 +138,8 @@ class ArchiveRebuild:
         )
         try:
             imported = await importer.run(lines(), progress=advance)
-            while ends and ends[0][1]:  # objects with no lines left, complete now
-                checkpoint.write(ends.pop(0)[1] + "\n")
+            while ends:  # objects with no lines left, complete now
+                checkpoint.write(ends.popleft()[1] + "\n")
         finally:
             checkpoint.close()
         self._merge(report, imported, starts, todo)

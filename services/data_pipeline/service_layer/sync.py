@@ -354,14 +354,16 @@ class SyncOrchestrator:
         except TransientError as error:
             log.warning("sync_event_not_published", job=job.job_id, event=name, error=str(error))
 
-    async def _publish(self, job: SyncJob, delay: float | None = None) -> None:
+    async def _publish(self, job: SyncJob, delay: float | None = None, copy: str = "") -> None:
+        """Publish the job's current step (`copy`: a second message for the same step, with a
+        deduplication id of its own)."""
         if delay is None:
             delay = max(0.0, job.next_step_at - time.time())
         body = orjson.dumps({"jobId": job.job_id, "seq": job.seq})
         await self._queue.publish_step(
             self._step_url,
             body,
-            dedup_id=f"{job.job_id}:{job.cursor.label()}:{job.seq}",
+            dedup_id=f"{job.job_id}:{job.cursor.label()}:{job.seq}" + (f":{copy}" if copy else ""),
             flow=SYNC_FLOW,
             delay_seconds=math.ceil(delay) if delay >= 1 else 0,
         )
@@ -375,15 +377,8 @@ class SyncOrchestrator:
         job = await self._state.get_job(job_id)
         if job is None or job.seq != seq or not job.status.active:
             return "stale"
-        body = orjson.dumps({"jobId": job.job_id, "seq": job.seq})
         window = int(time.time() // BUSY_RETRY_SECONDS)  # one copy per window, not per delivery
-        await self._queue.publish_step(
-            self._step_url,
-            body,
-            dedup_id=f"{job.job_id}:{job.cursor.label()}:{job.seq}:busy:{window}",
-            flow=SYNC_FLOW,
-            delay_seconds=BUSY_RETRY_SECONDS,
-        )
+        await self._publish(job, BUSY_RETRY_SECONDS, copy=f"busy:{window}")
         return "busy"
 
     async def _publish_or_fail(self, job: SyncJob) -> None:

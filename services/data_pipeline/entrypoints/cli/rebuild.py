@@ -62,6 +62,7 @@ def rebuild(
     from data_pipeline.adapters.archive import open_archive
     from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
     from data_pipeline.adapters.sqlite_state import SqliteStateStore
+    from data_pipeline.service_layer.archive import key_parts
     from data_pipeline.service_layer.rebuild import ArchiveRebuild, plan, run_id
 
     try:
@@ -97,7 +98,7 @@ def rebuild(
         warehouse.migrate()  # an empty target gets its schema; a current one is untouched
         with _progress() as progress:
             report = asyncio.run(run(keys, progress))
-        merchants = sorted({int(key.split("/")[0].removeprefix("merchant=")) for key in keys})
+        merchants = sorted({parts[0] for key in keys if (parts := key_parts(key))})
         held = _warehouse_events(warehouse, database, merchants)
     except TransientError as error:
         fail(f"{error} (interrupted runs resume: run the same command again)")
