@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import (
     ack,
+    ack_busy,
     cdc,
     cold_start,
     domain_events,
@@ -30,6 +31,7 @@ from bench import (
 
 HARNESSES: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "ack": (ack.measure, ack.report),
+    "ack_busy": (ack_busy.measure, ack_busy.report),
     "cold_start": (cold_start.measure, cold_start.report),
     "pipeline": (pipeline.measure, pipeline.report),
     "transform_load": (transform_load.measure, transform_load.report),

@@ -10,6 +10,14 @@ The QStash-compatible server and the Salla emulator run as child processes (`sal
 qstash-dev`, `salla-pipeline salla-emulator`), as they are separate services in production; it
 also gives the worker its own core.
 
+Salla's webhooks keep priority over everything else on the machine, as the separate intake
+function gives them in production: the public port belongs to a front process (`salla-pipeline
+intake-dev`, devtools/intake_front.py) that serves the webhook and proxies the other paths to
+this process, the worker, which lowers its own CPU priority (and the embeddings server's
+further) once the front and the queue server are started at normal priority. The local QStash
+server delivers the public URL's paths straight to the worker. `intake_process=False` serves
+everything from this one process (measured against in bench/ack_busy.py).
+
 Shutdown order matters for "nothing accepted is lost": first the queue server gets SIGTERM,
 stops starting deliveries and lets in-flight ones finish (the service must still answer them),
 then the service stops accepting and finishes its requests. Undelivered messages stay in the
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -27,6 +36,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +44,7 @@ import httpx
 
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.bootstrap import Container, bootstrap
-from data_pipeline.devtools.serving import RunningServer, start_server
+from data_pipeline.devtools.serving import RunningServer, bind_socket, start_server
 from data_pipeline.entrypoints.api.app import create_app
 from shared.contract import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
@@ -89,6 +99,30 @@ class LocalStackOptions:
     cdc_capture: bool = True
     # Domain event subscribers: (event name, URL), as `pipeline:topicSubscribers` in a stack.
     subscriptions: tuple[tuple[str, str], ...] = ()
+    # Webhooks in a front process of their own, at normal priority (see the module docstring).
+    intake_process: bool = True
+
+
+# CPU priority (nice increments) below the front and the queue server, which are on the ack
+# path: the worker (deliveries, transform, chDB), and the embeddings server below it. Under
+# Linux's scheduler a nice-0 thread gets ~3x a nice-5 one's share and ~9x a nice-10 one's.
+WORKER_NICENESS = 5
+EMBEDDINGS_NICENESS = 5  # on top of the worker's, whose priority the child inherits
+
+
+def lower_priority(increment: int) -> None:
+    """Lower this process's CPU priority, every thread of it (on Linux a priority is per
+    thread, and threads started later inherit their creator's). Not reversible without
+    privileges, which is the point: the supervised worker never outranks the front."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no procfs: the calling thread, as POSIX nice() does
+        os.nice(increment)
+        return
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
 
 
 def local_embeddings_wanted() -> bool:
@@ -143,6 +177,32 @@ def apply_local_defaults(options: LocalStackOptions) -> tuple[LocalSecrets, bool
     return generated, run_local_qstash, run_salla_emulator
 
 
+def _child_setup(niceness: int) -> Callable[[], None]:
+    """Run in the child between fork and exec: its CPU priority, and (Linux) a SIGTERM when
+    this process dies, so that a killed stack leaves no server behind holding its port (the
+    queue server then still stops gracefully and keeps its messages). prctl is looked up
+    here, before the fork: loading a library in a forked child of a threaded process can
+    deadlock."""
+    prctl = None
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def setup() -> None:
+        if niceness:
+            os.nice(niceness)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the parent died before the call: no signal will come
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 @dataclass
 class ChildServer:
     """A local stand-in for a managed service (`salla-pipeline <command>`) as a child process."""
@@ -151,7 +211,11 @@ class ChildServer:
     url: str
 
     @classmethod
-    async def start(cls, name: str, port: int, *args: str) -> ChildServer:
+    async def start(
+        cls, name: str, port: int, *args: str, niceness: int = 0, any_answer: bool = False
+    ) -> ChildServer:
+        """Started once `/healthz` answers 200 (`any_answer`: answers at all, for a front
+        whose health is its backend's); `niceness`: a lower CPU priority for it."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -160,6 +224,7 @@ class ChildServer:
             "--port",
             str(port),
             "--quiet",
+            preexec_fn=_child_setup(niceness),
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -168,7 +233,8 @@ class ChildServer:
                 if process.returncode is not None:
                     raise RuntimeError(f"the local {name} exited ({process.returncode})")
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(url + "/healthz")).status_code == 200:
+                    status = (await http.get(url + "/healthz")).status_code
+                    if status == 200 or any_answer:
                         return cls(process, url)
                 if time.monotonic() > deadline:
                     process.kill()
@@ -196,6 +262,7 @@ class LocalStack:
     qstash: ChildServer | None = None
     salla: ChildServer | None = None
     embeddings: ChildServer | None = None
+    front: ChildServer | None = None
     container: Container | None = None
     _service: RunningServer | None = field(default=None, repr=False)
     _capture: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -218,28 +285,54 @@ class LocalStack:
 
     @property
     def service_url(self) -> str:
+        """The public URL: the front's when webhooks have their own process."""
+        if self.front is not None:
+            return self.front.url
         assert self._service is not None
         return self._service.url
 
     async def start(self) -> LocalStack:
         settings = self.settings
+        worker_socket = worker_url = None
+        if self.options.intake_process:  # bound first: the queue server routes to it
+            worker_socket = bind_socket("127.0.0.1", 0)
+            worker_url = f"http://127.0.0.1:{worker_socket.getsockname()[1]}"
         if self.run_local_qstash:
             # The child reads QSTASH_TOKEN and the signing keys from the same environment.
+            routes = (
+                ["--route", f"{settings.delivery_url('')}/={worker_url}/"] if worker_url else []
+            )
             self.qstash = await ChildServer.start(
                 "QStash server",
                 self.options.qstash_port,
                 "qstash-dev",
                 "--data-dir",
                 str(settings.pipeline_data_dir),
+                *routes,
             )
         if self.run_salla_emulator:  # reads SALLA_CLIENT_ID/SECRET from the same environment
             self.salla = await ChildServer.start(
                 "Salla emulator", self.options.salla_port, "salla-emulator"
             )
+        if worker_url is not None:
+            self.front = await ChildServer.start(
+                "intake front",
+                self.options.port,
+                "intake-dev",
+                "--worker-url",
+                worker_url,
+                "--host",
+                self.options.host,
+                any_answer=True,  # its health is the worker's, which starts below
+            )
+            lower_priority(WORKER_NICENESS)  # the front and the queue server keep theirs
         if self.run_embeddings:
             os.environ["EMBEDDINGS_DEV_API_KEY"] = LOCAL_EMBEDDINGS_KEY
             self.embeddings = await ChildServer.start(
-                "embeddings server", self.options.embeddings_port, "embeddings-dev"
+                "embeddings server",
+                self.options.embeddings_port,
+                "embeddings-dev",
+                niceness=EMBEDDINGS_NICENESS if worker_url else 0,
             )
         self.container = bootstrap(settings)
         self.container.warehouse.migrate()
@@ -250,9 +343,14 @@ class LocalStack:
             subscribers.setdefault(event_topic(name), []).append(url)
         for topic, urls in subscribers.items():
             await self.container.queue.ensure_topic(topic, urls)
-        self._service = await start_server(
-            create_app(self.container), self.options.host, self.options.port
-        )
+        if worker_socket is not None:
+            self._service = await start_server(
+                create_app(self.container), "127.0.0.1", 0, sock=worker_socket
+            )
+        else:
+            self._service = await start_server(
+                create_app(self.container), self.options.host, self.options.port
+            )
         if settings.cdc_database_url is not None and self.options.cdc_capture:
             await self._start_capture()
         return self
@@ -275,6 +373,8 @@ class LocalStack:
             self._capture.cancel()
             await asyncio.gather(self._capture, return_exceptions=True)
             self._capture = None
+        if self.front is not None:  # stops accepting; acknowledged webhooks are queued first
+            await self.front.stop()
         if self.qstash is not None:
             await self.qstash.stop()
         if self.salla is not None:
@@ -322,6 +422,12 @@ class LocalStack:
             "state": "embedded SQLite" if settings.redis_url is None else "Redis",
             "embeddings": _embeddings_label(settings, local=self.embeddings is not None),
             "topic": self.settings.topic(RAW_EVENTS_TOPIC),
+            "webhook intake": (
+                f"own process at normal CPU priority; worker +{WORKER_NICENESS}, "
+                f"embeddings +{WORKER_NICENESS + EMBEDDINGS_NICENESS}"
+                if self.front is not None
+                else "in the worker's process"
+            ),
             "cdc": (
                 f"{', '.join(settings.cdc_table_list)} → {settings.cdc_clickhouse_database}"
                 if settings.cdc_database_url is not None

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from data_pipeline.bootstrap import Container, IntakeContainer, bootstrap, bootstrap_intake
 from data_pipeline.entrypoints.api.intake import create_intake_app
@@ -29,7 +29,7 @@ from shared.contract import Environment, PipelineSettings, Role, load_settings
 
 def create_app(
     container: IntakeContainer | None = None, settings: PipelineSettings | None = None
-) -> Starlette:
+) -> ASGIApp:
     """With no arguments, settings come from the environment (ConfigurationError if invalid).
     An intake function gets the lean intake app (entrypoints/api/intake.py)."""
     settings = container.settings if container is not None else (settings or load_settings())

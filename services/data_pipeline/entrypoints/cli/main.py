@@ -28,6 +28,7 @@ app.command()(stack.dev)
 app.command("qstash-dev")(stack.qstash_dev)
 app.command("salla-emulator")(stack.salla_emulator)
 app.command("embeddings-dev")(stack.embeddings_dev)
+app.command("intake-dev", hidden=True)(stack.intake_dev)  # started by `dev`
 app.command()(warehouse.migrate)
 app.command()(warehouse.replay)
 app.command("import-events")(importer.import_events)

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from data_pipeline.entrypoints.cli.console import console, fail, run
-from shared.contract import ConfigurationError
+from shared.contract import ConfigurationError, load_settings
 
 HostOption = Annotated[str, typer.Option(help="Interface to bind.")]
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where local state lives.")]
@@ -43,6 +43,14 @@ def dev(
             "capture that runs elsewhere (`salla-pipeline cdc run`)."
         ),
     ] = True,
+    intake_process: Annotated[
+        bool,
+        typer.Option(
+            help="Serve Salla's webhooks from a front process of their own at normal CPU "
+            "priority (the worker and embeddings run below it), as production's intake "
+            "function; off: one process serves everything."
+        ),
+    ] = True,
     subscribe: Annotated[
         list[str] | None,
         typer.Option(
@@ -63,6 +71,7 @@ def dev(
         salla_port=salla_port,
         embeddings_port=embeddings_port,
         cdc_capture=cdc_capture,
+        intake_process=intake_process,
         subscriptions=tuple(_subscription(entry) for entry in subscribe or ()),
     )
     try:
@@ -245,6 +254,37 @@ def embeddings_dev(
             console.print(f"OPENAI_BASE_URL={server.url}/v1 EMBEDDING_MODEL={MODEL_NAME}")
         await _wait_for_signal()
         await server.stop()
+
+    run(serve())
+
+
+def intake_dev(
+    worker_url: Annotated[str, typer.Option(help="The worker process to proxy the rest to.")],
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The stack's public port.")] = 8000,
+    quiet: Annotated[bool, typer.Option(help="No start-up banner (when supervised).")] = False,
+) -> None:
+    """The local stack's front: Salla's webhooks served here (verify, queue, acknowledge), every
+    other path proxied to the worker process, as the API gateway routes in production."""
+    from data_pipeline.bootstrap import bootstrap_intake
+    from data_pipeline.devtools.intake_front import create_front_app
+    from data_pipeline.devtools.serving import start_server
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        fail(str(error))
+    app = create_front_app(bootstrap_intake(settings), worker_url)
+
+    async def serve() -> None:
+        try:
+            server = await start_server(app, host, port)
+        except (OSError, RuntimeError, SystemExit) as error:
+            fail(f"could not start the intake front: {error}")
+        if not quiet:
+            console.print(f"webhooks at {server.url}; everything else proxied to {worker_url}")
+        await _wait_for_signal()
+        await server.stop()  # in-flight webhooks finish publishing first
 
     run(serve())
 
