@@ -313,6 +313,38 @@ async def test_a_product_deleted_between_list_pages_does_not_hide_another(
     assert job["counts"]["products"] == truth["products"]
 
 
+async def test_a_customer_deleted_between_cursor_pages_does_not_hide_another(
+    sync_stack: SyncStack,
+) -> None:
+    """Customers come with cursor pagination (`{count, current, next}`, no total), whose cursor
+    may be an offset in disguise: a deletion between pages shifts the next page's first row
+    onto the page already read, and no total tells. Such a listing is always read once more."""
+    await sync_stack.authorize(MERCHANT, orders=50, seed=15)
+    store = sync_stack.state.stores[MERCHANT]
+    store.simulation.create_customers(70)
+    listed = len(store.customers)
+    assert 60 < listed <= 120  # two cursor pages of 60
+    sync_stack.harness.dispatcher.pause()
+    job_id = await sync_stack.start(MERCHANT, "12m")
+    while True:  # deliver steps until the first customers page is read
+        step = await _next_step(sync_stack)
+        assert (await sync_stack.deliver_step(step.body, message_id=step.message_id)).is_success
+        job = await sync_stack.harness.container.state.get_job(job_id)
+        if job.cursor.label() == "customers:p2":
+            break
+    assert job.cursor.slice_total is None  # the cursor listing says no total
+    await sync_stack.emulator.delete_customer(MERCHANT, store.customers[0]["id"])  # loaded
+    sync_stack.harness.dispatcher.resume()
+
+    job = await sync_stack.wait(job_id)
+
+    assert job["status"] == "COMPLETED", job
+    truth = await sync_stack.truth(MERCHANT, job)  # one customer fewer now
+    loaded = await sync_stack.warehouse(MERCHANT)
+    assert loaded["customers"] == truth["customers"] + 1 == listed  # none skipped; deleted kept
+    assert job["counts"]["customers"] == truth["customers"]
+
+
 async def test_an_access_token_expiring_mid_job_is_refreshed_once(sync_stack: SyncStack) -> None:
     tokens = await sync_stack.authorize(MERCHANT, orders=500, seed=8)
     sync_stack.harness.dispatcher.pause()

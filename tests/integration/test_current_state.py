@@ -235,8 +235,16 @@ def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeyp
         "0005",
         "0006",
         "0007",
+        "0008",
     ]
     assert contract(warehouse) == before
+    # Migration 8 keys every versions table by the body too, without rewriting it.
+    keys = warehouse.query(
+        "SELECT name, sorting_key FROM system.tables"
+        " WHERE database = {db:String} AND name LIKE '%\\_versions'",
+        {"db": database},
+    ).rows
+    assert len(keys) == 7 and all(key.endswith("version, body_key") for _, key in keys), keys
     assert before[0][0][0] == len(store.truth.live_orders())
     # Every stored row is kept (the item sets too); the versions gained their items.
     assert (

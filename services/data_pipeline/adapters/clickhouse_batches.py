@@ -143,10 +143,10 @@ def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> li
     One row per version key, even when a batch holds the same event twice (a redelivery in the
     same group commit, a duplicated import line): identical keys collapse in storage, so a
     second row without its items could replace the one with them."""
-    sets = {(s.merchant_id, s.order_id, s.version): s for s in item_sets}
-    rows: dict[tuple[int, int, int], Any] = {}
+    sets = {(s.merchant_id, s.order_id, s.version, s.body_key): s for s in item_sets}
+    rows: dict[tuple[int, int, int, int], Any] = {}
     for order in orders:
-        key = (order.merchant_id, order.order_id, order.version)
+        key = (order.merchant_id, order.order_id, order.version, order.body_key)
         rows[key] = (*_order_values(order), *_items_columns(sets.get(key)))
     for key, item_set in sets.items():
         if key not in rows:  # items without an order version: the keys and the items
@@ -155,6 +155,7 @@ def _order_rows(orders: list[OrderVersion], item_sets: list[OrderItemSet]) -> li
                 order_id=item_set.order_id,
                 version=item_set.version,
                 event_time=_version_time(item_set.version),
+                body_key=item_set.body_key,
             )
             rows[key] = (*_order_values(header), *_items_columns(item_set))
     return list(rows.values())

@@ -51,6 +51,18 @@ class CurrentTable:
     # Fields a payload can clear (its version lists them in `cleared`): the newest version that
     # set or cleared the field decides, so a removed coupon does not keep its old code.
     clearable: tuple[str, ...] = ()
+    # What orders the stored rows of an object, newest last, and tells them apart: the version,
+    # then the body's key (two distinct bodies can share a version: domain/versioning.py).
+    version_key: tuple[str, ...] = ("version", "body_key")
+
+    @property
+    def newest(self) -> str:
+        """The ordering expression for argMax over the versions."""
+        return (
+            self.version_key[0]
+            if len(self.version_key) == 1
+            else f"({', '.join(self.version_key)})"
+        )
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -132,7 +144,12 @@ PRODUCTS = CurrentTable(
     ),
     # The end of the sale whose price is shown: from the same version (a newer sale without an
     # end must not inherit an older sale's end).
-    aggregates=(("sale_ends_at", "argMaxIf(v.sale_ends_at, v.version, v.sale_price IS NOT NULL)"),),
+    aggregates=(
+        (
+            "sale_ends_at",
+            "argMaxIf(v.sale_ends_at, (v.version, v.body_key), v.sale_price IS NOT NULL)",
+        ),
+    ),
     deletable=True,
     clearable=("description", "sku", "sale_price", "quantity", "category", "cost_price"),
 )
@@ -167,7 +184,8 @@ ABANDONED_CARTS = CurrentTable(
         ("recovered_at", "min(v.recovered_at)"),
         (
             "status",
-            "if(min(v.recovered_at) IS NOT NULL, 'purchased', argMax(v.status, v.version))",
+            "if(min(v.recovered_at) IS NOT NULL, 'purchased', "
+            "argMax(v.status, (v.version, v.body_key)))",
         ),
     ),
     items=CART_ITEMS,
@@ -260,26 +278,28 @@ CURRENT_TABLES = (
 def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     """Per object: its state from every stored version (`version` is aliased away: ClickHouse
     would resolve it inside the other aggregates)."""
-    deleted = "argMax(is_deleted, version)" if table.deletable else "toUInt8(0)"
-    fields = [_field(field, field in table.clearable) for field in table.fields]
+    newest = table.newest
+    deleted = f"argMax(is_deleted, {newest})" if table.deletable else "toUInt8(0)"
+    fields = [_field(field, field in table.clearable, newest) for field in table.fields]
     rules = [f"{expression} AS {column}" for column, expression in table.aggregates]
     nested, flag = table.nested, f"has_{table.nested}"
-    items = [f"argMaxIf({nested}.{i}, version, {flag}) AS `{nested}.{i}`" for i in table.items]
+    items = [f"argMaxIf({nested}.{i}, {newest}, {flag}) AS `{nested}.{i}`" for i in table.items]
+    distinct = ", ".join(table.version_key)
     return (
-        f"SELECT merchant_id, {table.key}, toUInt32(uniqExact(version)) AS versions, "
+        f"SELECT merchant_id, {table.key}, toUInt32(uniqExact({distinct})) AS versions, "
         f"{deleted} AS is_deleted, max(version) AS latest_version, "
         + ", ".join([*fields, *rules, "max(event_time) AS updated_at", *items])
         + f" FROM {db}.{table.source} AS v {where} GROUP BY merchant_id, {table.key}"
     )
 
 
-def _field(field: str, clearable: bool) -> str:
+def _field(field: str, clearable: bool, newest: str) -> str:
     """The newest non-null value (argMax skips NULLs). A clearable field counts a version that
     cleared it too: wrapped in a tuple, whose NULL element argMax does not skip."""
     if not clearable:
-        return f"argMax({field}, version) AS {field}"
+        return f"argMax({field}, {newest}) AS {field}"
     return (
-        f"argMaxIf(tuple({field}), version, {field} IS NOT NULL OR has(cleared, '{field}')).1 "
+        f"argMaxIf(tuple({field}), {newest}, {field} IS NOT NULL OR has(cleared, '{field}')).1 "
         f"AS {field}"
     )
 

@@ -421,20 +421,23 @@ _V4_TABLES = (
         fields=ORDERS.fields[: ORDERS.fields.index("cod_fee")],
         items=ORDER_ITEMS[:10],
         clearable=(),
+        version_key=("version",),
     ),
     replace(
         PRODUCTS,
         fields=PRODUCTS.fields[: PRODUCTS.fields.index("cost_price")],
         aggregates=(),
         clearable=(),
+        version_key=("version",),
     ),
-    replace(CUSTOMERS, aggregates=(), clearable=()),
+    replace(CUSTOMERS, aggregates=(), clearable=(), version_key=("version",)),
     replace(
         ABANDONED_CARTS,
         fields=ABANDONED_CARTS.fields[: ABANDONED_CARTS.fields.index("checkout_url")],
         aggregates=(),
         items=(),
         clearable=(),
+        version_key=("version",),
     ),
 )
 
@@ -743,7 +746,8 @@ MIGRATIONS += (
             *_NEW_TABLES,
             # Only customers gain a derived field from versions already stored (first seen):
             # recompute them; the other tables' new fields start empty, as their versions are.
-            full_refresh(replace(CUSTOMERS, clearable=()), "{db}"),  # as migration 5 had it
+            # As migration 5 had it (before cleared fields and body keys):
+            full_refresh(replace(CUSTOMERS, clearable=(), version_key=("version",)), "{db}"),
             *_ANALYTICS_VIEWS,
         ),
     ),
@@ -773,6 +777,29 @@ MIGRATIONS += (
             f"ALTER TABLE {{db}}.{table} "
             "ADD COLUMN IF NOT EXISTS cleared Array(LowCardinality(String)) DEFAULT []"
             for table in ("invoice_versions", "shipment_versions", "review_versions")
+        ),
+    ),
+)
+_VERSION_TABLES = {
+    "order_versions": "order_id",
+    "product_versions": "product_id",
+    "customer_versions": "customer_id",
+    "abandoned_cart_versions": "cart_id",
+    "invoice_versions": "invoice_id",
+    "shipment_versions": "shipment_id",
+    "review_versions": "review_id",
+}
+MIGRATIONS += (
+    Migration(
+        8,
+        "two distinct bodies of one version are both kept: the body's key joins each versions "
+        "table's sorting key (metadata only; rows stored before carry 0)",
+        tuple(
+            # ClickHouse appends a column to a sorting key only in the ALTER that adds it
+            # (without a default expression): no table is rewritten. Re-running it is a no-op.
+            f"ALTER TABLE {{db}}.{table} ADD COLUMN IF NOT EXISTS body_key UInt64, "
+            f"MODIFY ORDER BY (merchant_id, {key}, version, body_key)"
+            for table, key in _VERSION_TABLES.items()
         ),
     ),
 )

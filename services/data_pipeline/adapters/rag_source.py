@@ -116,7 +116,7 @@ class WarehouseDocuments:
         result = await self._query(
             f"SELECT {key} FROM {self._db}.{table} "  # noqa: S608
             f"WHERE merchant_id = {{m:UInt64}} AND {key} IN {{ids:Array(UInt64)}} "
-            f"GROUP BY {key} HAVING argMax(is_deleted, version) = 1",
+            f"GROUP BY {key} HAVING argMax(is_deleted, (version, body_key)) = 1",
             {"m": merchant_id, "ids": missing},
         )
         return {row[0] for row in result.rows}

@@ -37,13 +37,19 @@ def product_updated_at(product: dict[str, Any]) -> datetime | None:
 
 
 def product_version(
-    product: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+    product: dict[str, Any],
+    *,
+    merchant_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> ProductVersion:
     price = product.get("price")
     version_ = ProductVersion(
         merchant_id=merchant_id,
         product_id=product_id_of(product),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         name=text(product.get("name"), field="product.name", limit=500),
         description=text(product.get("description"), field="product.description", limit=4000),
@@ -90,12 +96,18 @@ def _sale_end(product: dict[str, Any]) -> datetime | None:
 
 
 def product_tombstone(
-    product: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+    product: dict[str, Any],
+    *,
+    merchant_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> ProductVersion:
     return ProductVersion(
         merchant_id=merchant_id,
         product_id=product_id_of(product),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         is_deleted=True,
     )

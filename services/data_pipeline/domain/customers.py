@@ -39,6 +39,7 @@ def customer_version(
     *,
     merchant_id: int,
     version: int,
+    body_key: int = 0,
     event_time: datetime,
     signed_up: bool = False,
 ) -> CustomerVersion:
@@ -48,6 +49,7 @@ def customer_version(
         merchant_id=merchant_id,
         customer_id=parse_id(customer.get("id"), field="customer.id"),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         city=text(customer.get("city"), field="customer.city", limit=120),
         country=text(customer.get("country"), field="customer.country", limit=120),
@@ -68,6 +70,7 @@ def cart_version(
     *,
     merchant_id: int,
     version: int,
+    body_key: int = 0,
     event_time: datetime,
     purchased: bool = False,
 ) -> AbandonedCartVersion:
@@ -80,6 +83,7 @@ def cart_version(
         merchant_id=merchant_id,
         cart_id=parse_id(cart.get("id"), field="cart.id"),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         customer_id=parse_optional_id(customer.get("id"), field="cart.customer.id"),
         total=parse_decimal(total, field="cart.total"),

@@ -18,7 +18,12 @@ from data_pipeline.domain import (
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import Envelope
 from data_pipeline.domain.model import MerchantChange, OrderVersion, WarehouseEntity
-from data_pipeline.domain.versioning import make_version, order_progress, rank_for_event
+from data_pipeline.domain.versioning import (
+    body_key,
+    make_version,
+    order_progress,
+    rank_for_event,
+)
 from data_pipeline.errors import InvalidPayload
 
 
@@ -48,7 +53,9 @@ def is_modeled(event: str) -> bool:
 def _stamp(
     envelope: Envelope, own_time: datetime | None, progress: int = 0
 ) -> tuple[int, datetime]:
-    """Version and event time: the entity's own update time, else the envelope's created_at."""
+    """Version and event time: the entity's own update time, else the envelope's created_at.
+    Entities also carry the body's key (`body_key(envelope)`): versions order states, the
+    key keeps two distinct bodies of one version apart."""
     event_time = own_time or envelope.created_at
     if event_time is None:
         raise InvalidPayload("event has no created_at and the entity no update time")
@@ -70,20 +77,23 @@ def _order(envelope: Envelope) -> Transformation:
             merchant_id=merchant,
             order_id=orders.order_id_of(order),
             version=version,
+            body_key=body_key(envelope.body_sha256),
             event_time=event_time,
             is_deleted=True,
         )
         return Transformation(modeled=True, entities=(tombstone,))
+    key = body_key(envelope.body_sha256)
     header = orders.order_version(
-        order, merchant_id=merchant, version=version, event_time=event_time
+        order, merchant_id=merchant, version=version, event_time=event_time, body_key=key
     )
-    items = orders.order_item_set(order, merchant_id=merchant, version=version)
+    items = orders.order_item_set(order, merchant_id=merchant, version=version, body_key=key)
     shipments = fulfilment.order_shipments(
         order,
         merchant_id=merchant,
         order_id=header.order_id,
         version=version,
         event_time=event_time,
+        body_key=key,
     )
     entities = (header,) if items is None else (header, items)
     return Transformation(modeled=True, entities=entities + shipments)
@@ -106,6 +116,7 @@ def _shipment(envelope: Envelope) -> Transformation:
         version=version,
         event_time=event_time,
         event=envelope.event,
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -113,7 +124,11 @@ def _shipment(envelope: Envelope) -> Transformation:
 def _invoice(envelope: Envelope) -> Transformation:
     version, event_time = _stamp(envelope, None)
     entity = invoices.invoice_version(
-        envelope.data, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+        envelope.data,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -121,7 +136,11 @@ def _invoice(envelope: Envelope) -> Transformation:
 def _review(envelope: Envelope) -> Transformation:
     version, event_time = _stamp(envelope, None)
     entity = reviews.review_version(
-        envelope.data, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+        envelope.data,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -135,7 +154,11 @@ def _product(envelope: Envelope) -> Transformation:
         else (catalog.product_version)
     )
     entity = build(
-        product, merchant_id=envelope.merchant_id, version=version, event_time=event_time
+        product,
+        merchant_id=envelope.merchant_id,
+        version=version,
+        event_time=event_time,
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -149,6 +172,7 @@ def _customer(envelope: Envelope) -> Transformation:
         version=version,
         event_time=event_time,
         signed_up=envelope.event == "customer.created",
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 
@@ -162,6 +186,7 @@ def _cart(envelope: Envelope) -> Transformation:
         version=version,
         event_time=event_time,
         purchased=envelope.event == customers.CART_PURCHASED,
+        body_key=body_key(envelope.body_sha256),
     )
     return Transformation(modeled=True, entities=(entity,))
 

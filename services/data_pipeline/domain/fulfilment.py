@@ -49,6 +49,7 @@ def shipment_version(
     *,
     merchant_id: int,
     version: int,
+    body_key: int = 0,
     event_time: datetime,
     event: str = "",
     order_id: int | None = None,
@@ -64,6 +65,7 @@ def shipment_version(
         merchant_id=merchant_id,
         shipment_id=parse_id(shipment.get("id"), field="shipment.id"),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         order_id=parse_optional_id(shipment.get("order_id"), field="shipment.order_id") or order_id,
         shipment_type=text(shipment.get("type"), field="shipment.type", limit=32)
@@ -101,7 +103,13 @@ def shipment_version(
 
 
 def order_shipments(
-    order: dict[str, Any], *, merchant_id: int, order_id: int, version: int, event_time: datetime
+    order: dict[str, Any],
+    *,
+    merchant_id: int,
+    order_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> tuple[ShipmentVersion, ...]:
     """The shipments an order payload lists (`shipments[]`), as versions of their own."""
     raw = order.get("shipments")
@@ -118,6 +126,7 @@ def order_shipments(
                     shipment,
                     merchant_id=merchant_id,
                     version=version,
+                    body_key=body_key,
                     event_time=event_time,
                     order_id=order_id,
                 )

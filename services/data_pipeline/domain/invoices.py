@@ -21,7 +21,12 @@ INVOICE_EVENTS = frozenset({"invoice.created"})
 
 
 def invoice_version(
-    invoice: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+    invoice: dict[str, Any],
+    *,
+    merchant_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> InvoiceVersion:
     total = invoice.get("total")
     tax = invoice.get("tax")
@@ -30,6 +35,7 @@ def invoice_version(
         merchant_id=merchant_id,
         invoice_id=parse_id(invoice.get("id"), field="invoice.id"),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         order_id=parse_optional_id(invoice.get("order_id"), field="invoice.order_id"),
         number=text(invoice.get("invoice_number"), field="invoice.invoice_number", limit=64),

@@ -79,6 +79,9 @@ class OrderVersion:
     # Fields the payload set to null (or emptied), as opposed to fields it did not carry: None
     # means "not in this payload" everywhere else, and must not hide a value that was removed.
     cleared: tuple[str, ...] = ()
+    # The first 64 bits of the body's SHA-256: with `version`, the row's key, so that two
+    # distinct bodies never share one (domain/versioning.py). 0: stored before it existed.
+    body_key: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class OrderItemSet:
     order_id: int
     version: int
     items: tuple[OrderItem, ...]
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,7 @@ class ProductVersion:
     sale_ends_at: datetime | None = None
     is_deleted: bool = False
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,7 @@ class CustomerVersion:
     updated_at: datetime | None = None
     created_at: datetime | None = None  # sign-up time: set by customer.created only
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,7 @@ class AbandonedCartVersion:
     recovered_at: datetime | None = None  # set by abandoned.cart.purchased
     items: tuple[CartItem, ...] | None = None  # the whole set, when the payload has one
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +205,7 @@ class InvoiceVersion:
     currency: str | None = None
     lines: tuple[InvoiceLine, ...] | None = None
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +229,7 @@ class ShipmentVersion:
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +249,7 @@ class ReviewVersion:
     content_withheld: bool | None = None
     created_at: datetime | None = None
     cleared: tuple[str, ...] = ()  # fields the payload set to null (see OrderVersion)
+    body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
 WarehouseEntity = (

@@ -48,7 +48,12 @@ def order_id_of(order: dict[str, Any]) -> int:
 
 
 def order_version(
-    order: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+    order: dict[str, Any],
+    *,
+    merchant_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> OrderVersion:
     order_id = order_id_of(order)
     amounts = obj(order.get("amounts"), field="order.amounts")
@@ -64,6 +69,7 @@ def order_version(
         merchant_id=merchant_id,
         order_id=order_id,
         version=version,
+        body_key=body_key,
         event_time=event_time,
         reference_id=parse_optional_id(order.get("reference_id"), field="order.reference_id"),
         status=status_slug,
@@ -100,7 +106,9 @@ def order_version(
     return with_cleared(version_, carried)
 
 
-def order_item_set(order: dict[str, Any], *, merchant_id: int, version: int) -> OrderItemSet | None:
+def order_item_set(
+    order: dict[str, Any], *, merchant_id: int, version: int, body_key: int = 0
+) -> OrderItemSet | None:
     """The order's full item set, or None when the payload carries no (or only summary) items."""
     raw_items = order.get("items")
     if not isinstance(raw_items, list):
@@ -110,7 +118,11 @@ def order_item_set(order: dict[str, Any], *, merchant_id: int, version: int) -> 
     currency = parse_currency(order.get("currency"), field="order.currency")
     items = tuple(_item(item, index, currency) for index, item in enumerate(raw_items))
     return OrderItemSet(
-        merchant_id=merchant_id, order_id=order_id_of(order), version=version, items=items
+        merchant_id=merchant_id,
+        order_id=order_id_of(order),
+        version=version,
+        items=items,
+        body_key=body_key,
     )
 
 

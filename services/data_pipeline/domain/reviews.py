@@ -30,7 +30,12 @@ _MIN_NAME = 3  # shorter name parts ("Al") would match ordinary words
 
 
 def review_version(
-    review: dict[str, Any], *, merchant_id: int, version: int, event_time: datetime
+    review: dict[str, Any],
+    *,
+    merchant_id: int,
+    version: int,
+    event_time: datetime,
+    body_key: int = 0,
 ) -> ReviewVersion:
     product = obj(review.get("product"), field="review.product")
     order = obj(review.get("order"), field="review.order")
@@ -46,6 +51,7 @@ def review_version(
         merchant_id=merchant_id,
         review_id=_review_id(review, order_id, product_id, review_type),
         version=version,
+        body_key=body_key,
         event_time=event_time,
         review_type=review_type,
         product_id=product_id,

@@ -125,8 +125,9 @@ class Cursor:
     def checked(self, total_now: int | None) -> None:
         """The listing's total was probed again once it ended: done if nothing can have been
         skipped (or this was the re-listing already), else list it once more. A listing
-        without totals (Salla's cursor pagination) cannot tell, and is not re-listed."""
-        unchanged = total_now == self.slice_total
+        without totals (Salla's `{count, current, next}` pagination, whose cursor may be an
+        offset in disguise) cannot tell, so it is always listed once more."""
+        unchanged = total_now is not None and total_now == self.slice_total
         if self.verifying or (unchanged and not self.passed_over):
             self.verified = True
             return

@@ -12,9 +12,12 @@ Salla's times are whole seconds, so the millisecond part of their versions is fr
 the states of one second by what the payloads say, most significant first: the kind of change
 (rank), then how far along the object is (an order's status in Salla's default flow: a
 shipment in the same second as its confirmation is the later state), then more body-hash
-bits. Two distinct same-second bodies of the same rank and progress now share a key with
-probability 1 / (12 × 65,536) ≈ 1.3e-6 per pair, not 1 / 65,536. (Versions computed before this
-layout carry 0 there; they order below every new one of the same second.)
+bits. Two distinct same-second bodies of the same rank and progress share a version with
+probability 1 / (12 × 65,536) ≈ 1.3e-6 per pair; they never share a row key, because every
+stored row carries the body's own 64-bit key beside its version (`body_key`), and the newest
+state is the greatest (version, body_key). (Versions computed before this layout carry 0 in the
+millisecond field and order below every new one of the same second; rows stored before the body
+key carry key 0.)
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ _ORDER_FLOW = {
 
 def order_progress(status_slug: str | None) -> int:
     return _ORDER_FLOW.get(status_slug or "", 0)
+
+
+def body_key(body_sha256: str) -> int:
+    """The first 64 bits of a body's SHA-256 (hex), stored beside the version: the version
+    orders states and has room for only ~20 bits of the body's hash inside a second, so two
+    distinct bodies of one object, second, kind and progress can share a version (about once
+    in 800,000 such pairs); with this key as well they never share a row key, and the newest
+    state is chosen by (version, body_key) everywhere: one deterministic winner, both kept."""
+    return int(body_sha256[:16], 16)
 
 
 def version_time_millis(version: int) -> int:

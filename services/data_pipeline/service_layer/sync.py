@@ -527,22 +527,25 @@ class _StepRun:
         )
 
     async def _check_slice(self) -> None:
-        """Probe the listing's total once it is done (one request per listing)."""
+        """Probe the listing's total once it is done (one request per listing; none where it
+        cannot decide: after the re-listing, or for a listing without totals)."""
         job, cursor = self.job, self.job.cursor
-        try:
-            probe = await self._listing({}, one_row=True)
-        except Exception as error:
-            self._record_stop(error)
-            return
+        total_now = None
+        if not cursor.verifying and cursor.slice_total is not None:
+            try:
+                total_now = (await self._listing({}, one_row=True)).total
+            except Exception as error:
+                self._record_stop(error)
+                return
         first_pass, passed_over = not cursor.verifying, cursor.passed_over
-        cursor.checked(probe.total)
+        cursor.checked(total_now)
         if first_pass and cursor.verifying:
             log.info(
                 "sync_listing_relisted",
                 job=job.job_id,
                 position=cursor.label(),
                 total_before=cursor.slice_total,
-                total_now=probe.total,
+                total_now=total_now,
                 passed_over=passed_over,
             )
             if cursor.resource != "orders":

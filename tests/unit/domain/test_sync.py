@@ -108,11 +108,16 @@ def test_the_cursor_walks_pages_slices_and_resources_then_completes():
     running.cursor.listed([3], None)
     advance(running)
     assert running.cursor.resource == "products" and running.cursor.needs_check
-    running.cursor.checked(None)  # no totals either time (cursor pagination): cannot tell
+    running.cursor.checked(None)  # no totals (cursor pagination): cannot tell, so once more
+    advance(running)
+    assert running.cursor.label() == "products:vp1"
+    running.cursor.listed([1, 2, 3], None)
+    running.cursor.checked(None)  # the re-listing is final
     advance(running)
     assert running.cursor == Cursor(resource="customers")
+    running.cursor.slice_total = 0
     running.cursor.listed([], None)
-    running.cursor.checked(None)
+    running.cursor.checked(0)
     advance(running)
     assert running.cursor.label() == "orders:s0p1"
     for index in range(len(running.order_slices())):
@@ -153,6 +158,17 @@ def test_a_slice_whose_total_changed_or_skipped_an_empty_page_is_listed_once_mor
     passed_over = Cursor(resource="orders", slice_total=50, listing_done=True, passed_over=True)
     passed_over.checked(50)  # the total is the same, but an empty page was believed
     assert passed_over.verifying
+
+
+def test_a_listing_without_totals_is_always_listed_once_more():
+    """Cursor pagination ({count, current, next}) says no total: nothing shows whether rows
+    shifted between pages, so the listing is read again once, and that pass is final."""
+    cursor = Cursor(resource="customers", slice_total=None, listing_done=True)
+    cursor.checked(None)
+    assert cursor.verifying and not cursor.listing_done and cursor.page == 1
+    cursor.listed([5], None)
+    cursor.checked(None)
+    assert cursor.verified and not cursor.needs_check
 
 
 @given(

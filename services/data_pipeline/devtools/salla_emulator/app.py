@@ -347,6 +347,14 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
         store.deleted_products.add(product_id)
         return JSONResponse({"deleted": product_id})
 
+    async def delete_customer(request: Request) -> Response:
+        """The merchant deletes a customer: later cursor pages shift up one place (the cursor
+        is an offset in disguise, as Salla's `next` URLs may well be)."""
+        store = state.stores[int(request.path_params["merchant_id"])]
+        customer_id = int(request.path_params["customer_id"])
+        store.deleted_customers.add(customer_id)
+        return JSONResponse({"deleted": customer_id})
+
     async def order_status(request: Request) -> Response:
         store = state.stores[int(request.path_params["merchant_id"])]
         slug = (await request.json())["slug"]
@@ -434,6 +442,11 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             Route(
                 "/_emulator/merchants/{merchant_id:int}/products/{product_id:int}",
                 delete_product,
+                methods=["DELETE"],
+            ),
+            Route(
+                "/_emulator/merchants/{merchant_id:int}/customers/{customer_id:int}",
+                delete_customer,
                 methods=["DELETE"],
             ),
             Route("/_emulator/config", configure, methods=["PUT"]),

@@ -60,6 +60,9 @@ class EmulatorClient:
     async def delete_product(self, merchant_id: int, product_id: int) -> None:
         await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/products/{product_id}")
 
+    async def delete_customer(self, merchant_id: int, customer_id: int) -> None:
+        await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/customers/{customer_id}")
+
     async def delete_order(self, merchant_id: int, order_id: int) -> None:
         await self._call("DELETE", f"/_emulator/merchants/{merchant_id}/orders/{order_id}")
 

@@ -33,6 +33,7 @@ class EmulatedStore:
     orders: dict[int, SimOrder] = field(default_factory=dict)
     order_ids_by_date: list[int] = field(default_factory=list)  # newest first, as Salla lists
     deleted_products: set[int] = field(default_factory=set)
+    deleted_customers: set[int] = field(default_factory=set)
 
     @property
     def products(self) -> list[dict[str, Any]]:
@@ -44,7 +45,11 @@ class EmulatedStore:
 
     @property
     def customers(self) -> list[dict[str, Any]]:
-        return [e["data"] for e in self.simulation.events if e["event"] == "customer.created"]
+        return [
+            e["data"]
+            for e in self.simulation.events
+            if e["event"] == "customer.created" and e["data"]["id"] not in self.deleted_customers
+        ]
 
     def order_detail(self, order_id: int) -> dict[str, Any]:
         return self.simulation._order_payload(self.orders[order_id])
