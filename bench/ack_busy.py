@@ -74,8 +74,8 @@ def _one_mode(
     tmp: Path, name: str, flags: list[str], rate: float, seconds: float
 ) -> dict[str, Any]:
     data = tmp / name
-    secret = local_secrets(data).webhook_secret
-    api_key = local_secrets(data).api_key
+    secrets = local_secrets(data)
+    secret, api_key = secrets.webhook_secret, secrets.api_key
     count = int(rate * seconds * 1.2) + 400
     warm, load = data / "warm.jsonl", data / "load.jsonl"
     _requests(warm, secret, 300, 0)

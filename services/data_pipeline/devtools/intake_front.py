@@ -54,7 +54,6 @@ _HOP_BY_HOP = frozenset(
 )
 METRICS_PATH = "/metrics"
 SETTLEMENT_PATH = "/api/dev/settlement"
-SETTLED_OUTCOMES = ("loaded", "duplicate", "ignored", "dead_lettered")
 
 
 def create_front_app(container: IntakeContainer, worker_url: str) -> ASGIApp:
@@ -145,17 +144,12 @@ def _metrics_with(own: PipelineMetrics) -> Callable[[httpx.Response], Response]:
 
 def _settlement_with(own: PipelineMetrics) -> Callable[[httpx.Response], Response]:
     def merge(answer: httpx.Response) -> Response:
-        counts = answer.json()
-        outcomes = counts.get("outcomes", {})
-        for outcome in SETTLED_OUTCOMES:
-            outcomes[outcome] = outcomes.get(outcome, 0) + own.sample(
-                "pipeline_events_settled_total", outcome=outcome
-            )
-        counts["outcomes"] = outcomes
-        counts["settled"] = sum(outcomes.values())
-        counts["accepted"] = counts.get("accepted", 0) + own.accepted_total()
-        recovered = own.sample("pipeline_events_recovered_total")
-        counts["recovered"] = counts.get("recovered", 0) + recovered
+        counts, mine = answer.json(), own.settlement()
+        for name in ("accepted", "settled", "recovered"):
+            counts[name] = counts.get(name, 0) + mine[name]
+        outcomes = counts.setdefault("outcomes", {})
+        for outcome, count in mine["outcomes"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
         return Response(orjson.dumps(counts), media_type="application/json")
 
     return merge

@@ -52,15 +52,16 @@ def is_modeled(event: str) -> bool:
 
 def _stamp(
     envelope: Envelope, own_time: datetime | None, progress: int = 0
-) -> tuple[int, datetime]:
-    """Version and event time: the entity's own update time, else the envelope's created_at.
-    Entities also carry the body's key (`body_key(envelope)`): versions order states, the
-    key keeps two distinct bodies of one version apart."""
+) -> tuple[int, datetime, int]:
+    """Version, event time (the entity's own update time, else the envelope's created_at) and
+    the body's key: the version orders states, the key keeps two distinct bodies of one
+    version apart."""
     event_time = own_time or envelope.created_at
     if event_time is None:
         raise InvalidPayload("event has no created_at and the entity no update time")
     rank = rank_for_event(envelope.event)
-    return make_version(event_time, rank, envelope.body_sha256, progress), event_time
+    version = make_version(event_time, rank, envelope.body_sha256, progress)
+    return version, event_time, body_key(envelope.body_sha256)
 
 
 def _order(envelope: Envelope) -> Transformation:
@@ -68,7 +69,7 @@ def _order(envelope: Envelope) -> Transformation:
     own = parse_optional_datetime(order.get("updated_at"), field="order.updated_at")
     status = order.get("status")
     slug = status.get("slug") if isinstance(status, dict) else None
-    version, event_time = _stamp(
+    version, event_time, key = _stamp(
         envelope, own, order_progress(slug if isinstance(slug, str) else None)
     )
     merchant = envelope.merchant_id
@@ -77,12 +78,11 @@ def _order(envelope: Envelope) -> Transformation:
             merchant_id=merchant,
             order_id=orders.order_id_of(order),
             version=version,
-            body_key=body_key(envelope.body_sha256),
+            body_key=key,
             event_time=event_time,
             is_deleted=True,
         )
         return Transformation(modeled=True, entities=(tombstone,))
-    key = body_key(envelope.body_sha256)
     header = orders.order_version(
         order, merchant_id=merchant, version=version, event_time=event_time, body_key=key
     )
@@ -109,45 +109,45 @@ def _order_shipment(envelope: Envelope) -> Transformation:
 
 def _shipment(envelope: Envelope) -> Transformation:
     shipment = envelope.data
-    version, event_time = _stamp(envelope, None)
+    version, event_time, key = _stamp(envelope, None)
     entity = fulfilment.shipment_version(
         shipment,
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
         event=envelope.event,
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _invoice(envelope: Envelope) -> Transformation:
-    version, event_time = _stamp(envelope, None)
+    version, event_time, key = _stamp(envelope, None)
     entity = invoices.invoice_version(
         envelope.data,
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _review(envelope: Envelope) -> Transformation:
-    version, event_time = _stamp(envelope, None)
+    version, event_time, key = _stamp(envelope, None)
     entity = reviews.review_version(
         envelope.data,
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _product(envelope: Envelope) -> Transformation:
     product = envelope.data
-    version, event_time = _stamp(envelope, catalog.product_updated_at(product))
+    version, event_time, key = _stamp(envelope, catalog.product_updated_at(product))
     build = (
         catalog.product_tombstone
         if envelope.event == "product.deleted"
@@ -158,41 +158,41 @@ def _product(envelope: Envelope) -> Transformation:
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _customer(envelope: Envelope) -> Transformation:
     customer = envelope.data
-    version, event_time = _stamp(envelope, customers.customer_updated_at(customer))
+    version, event_time, key = _stamp(envelope, customers.customer_updated_at(customer))
     entity = customers.customer_version(
         customer,
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
         signed_up=envelope.event == "customer.created",
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _cart(envelope: Envelope) -> Transformation:
     cart = envelope.data
-    version, event_time = _stamp(envelope, customers.cart_updated_at(cart))
+    version, event_time, key = _stamp(envelope, customers.cart_updated_at(cart))
     entity = customers.cart_version(
         cart,
         merchant_id=envelope.merchant_id,
         version=version,
         event_time=event_time,
         purchased=envelope.event == customers.CART_PURCHASED,
-        body_key=body_key(envelope.body_sha256),
+        body_key=key,
     )
     return Transformation(modeled=True, entities=(entity,))
 
 
 def _app(envelope: Envelope) -> Transformation:
-    version, _ = _stamp(envelope, None)
+    version, _, _ = _stamp(envelope, None)
     merchant = envelope.merchant_id
     installed = app_events.install_change(envelope.event, merchant_id=merchant, version=version)
     if envelope.event != "app.store.authorize":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SETTLED_OUTCOMES = ("loaded", "duplicate", "ignored", "dead_lettered")
@@ -129,3 +131,16 @@ class PipelineMetrics:
 
     def accepted_total(self) -> float:
         return self.sample("pipeline_webhooks_accepted_total")
+
+    def settlement(self) -> dict[str, Any]:
+        """Accepted vs settled events of this process (equal once the system is quiet)."""
+        outcomes = {
+            outcome: self.sample("pipeline_events_settled_total", outcome=outcome)
+            for outcome in SETTLED_OUTCOMES
+        }
+        return {
+            "accepted": self.accepted_total(),
+            "settled": sum(outcomes.values()),
+            "outcomes": outcomes,
+            "recovered": self.sample("pipeline_events_recovered_total"),
+        }

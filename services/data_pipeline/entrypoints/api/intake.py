@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, State
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data_pipeline.entrypoints.api.body import read_limited
-from data_pipeline.entrypoints.api.errors import BodyTooLarge, webhook_answer
+from data_pipeline.entrypoints.api.errors import webhook_answer
 from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 from shared.topics import HEALTH_PATH, WEBHOOK_PATH
 
@@ -76,31 +76,13 @@ class WebhookFastPath:
         if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        request = Request(scope, receive)  # two attributes: the cost is Starlette's routing
+        body = read_limited(request, MAX_WEBHOOK_BYTES)
         try:
-            answer = await _acknowledge(self.container, _body(headers, receive), headers)
+            answer = await _acknowledge(self.container, body, request.headers)
         except ClientDisconnect:
             return  # Salla hung up before the body arrived: nothing was queued, no one to answer
         await answer(scope, receive, send)
-
-
-async def _body(headers: Headers, receive: Receive) -> bytes:
-    """The request body, refused as soon as it is known to exceed the webhook limit."""
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
-        raise BodyTooLarge(MAX_WEBHOOK_BYTES)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BYTES:
-            raise BodyTooLarge(MAX_WEBHOOK_BYTES)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def fast_route() -> Route:

@@ -68,17 +68,7 @@ async def query_warehouse(query: SqlQuery, container: ContainerDep) -> SqlResult
 @router.get("/settlement", response_model=Settlement)
 async def settlement(container: ContainerDep) -> Settlement:
     """Accepted vs settled event counts of this instance (equal once the system is quiet)."""
-    metrics = container.metrics
-    outcomes = {
-        outcome: metrics.sample("pipeline_events_settled_total", outcome=outcome)
-        for outcome in ("loaded", "duplicate", "ignored", "dead_lettered")
-    }
-    return Settlement(
-        accepted=metrics.accepted_total(),
-        settled=sum(outcomes.values()),
-        outcomes=outcomes,
-        recovered=metrics.sample("pipeline_events_recovered_total"),
-    )
+    return Settlement(**container.metrics.settlement())
 
 
 def _json(value: Any) -> Any:
