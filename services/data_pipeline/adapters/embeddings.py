@@ -22,6 +22,7 @@ import structlog
 
 from data_pipeline.adapters.embedder import Embedder, Kind
 from data_pipeline.errors import PermanentError, TransientError
+from data_pipeline.flushers import Flushers
 
 log = structlog.get_logger("embeddings")
 MAX_INPUTS = 64  # OpenAI allows 2,048; 64 keeps a request to a CPU-bound local model short
@@ -99,7 +100,7 @@ class OpenAIEmbedder(Embedder):
         )
         self.breaker = CircuitBreaker()
         self._waiting: deque[_Waiting] = deque()
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._flushers = Flushers(self._flush, limit=2)
         self.requests = 0  # HTTP requests made (each carries many texts)
         self.texts = 0  # texts embedded
 
@@ -114,10 +115,7 @@ class OpenAIEmbedder(Embedder):
         self.breaker.check()  # fail fast while paused: no request, no wait
         future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(list(texts), kind, future))
-        if len(self._flushers) < 2:
-            task = asyncio.create_task(self._flush())
-            self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
+        self._flushers.wake()
         return await future
 
     async def _flush(self) -> None:
@@ -216,7 +214,7 @@ class OpenAIEmbedder(Embedder):
         return pause
 
     async def aclose(self) -> None:
-        await asyncio.gather(*self._flushers, return_exceptions=True)
+        await self._flushers.wait()
         await self._client.close()
 
 

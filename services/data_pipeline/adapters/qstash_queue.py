@@ -32,6 +32,7 @@ from qstash.errors import QStashError
 
 from data_pipeline.adapters.queue import EventQueue, Published
 from data_pipeline.errors import TransientError
+from data_pipeline.flushers import Flushers
 from shared.topics import CDC_EVENTS_TOPIC, EVENTS_FLOW, RAW_EVENTS_TOPIC, scoped
 
 ACCEPTED_AT_HEADER = "X-Pipeline-Accepted-At"
@@ -85,7 +86,7 @@ class QStashQueue(EventQueue):
         }
         self._timeout = publish_timeout
         self._waiting: deque[_Waiting] = deque()
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._flushers = Flushers(self._flush, limit=MAX_IN_FLIGHT)
 
     async def publish_raw_event(
         self, body: bytes, *, dedup_id: str, accepted_at_ms: int, sensitive: bool
@@ -150,10 +151,7 @@ class QStashQueue(EventQueue):
     async def _enqueue(self, entry: dict[str, Any], size: int) -> Published:
         future: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(entry, size, future))
-        if len(self._flushers) < MAX_IN_FLIGHT:
-            flusher = asyncio.create_task(self._flush())
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+        self._flushers.wake()
         # No timer per webhook: every batch call runs under the deadline and the flushers always
         # settle the futures they take, so this wait is bounded by the queue ahead plus one call.
         return await future
@@ -228,7 +226,7 @@ class QStashQueue(EventQueue):
         )
 
     async def close(self) -> None:
-        await asyncio.gather(*self._flushers, return_exceptions=True)
+        await self._flushers.wait()
         await self.client.http._client.aclose()  # the SDK has no public close
 
 

@@ -16,6 +16,7 @@ import time
 from collections import deque
 
 from data_pipeline.adapters.warehouse import LoadBatch, Warehouse
+from data_pipeline.flushers import Flushers
 from data_pipeline.observability.metrics import PipelineMetrics
 from data_pipeline.service_layer.archive import RawArchive
 
@@ -31,45 +32,46 @@ class GroupCommitLoader:
         archive: RawArchive | None = None,
     ) -> None:
         self._archive = archive
-        self._max_in_flight = max_in_flight
         self._warehouse = warehouse
         self._metrics = metrics
         self._max_rows = max_rows
         self._pending: deque[tuple[LoadBatch, asyncio.Future[None]]] = deque()
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._flushers = Flushers(self._drain, limit=max_in_flight)
 
     async def load(self, batch: LoadBatch) -> None:
         if batch.size == 0:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))
-        if len(self._flushers) < self._max_in_flight:
-            flusher = asyncio.create_task(self._drain())
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+        self._flushers.wake()
         await future
 
     async def drain(self) -> None:
         """Wait until everything queued so far is written (used at shutdown)."""
-        while self._flushers:
-            await asyncio.gather(*self._flushers, return_exceptions=True)
+        await self._flushers.wait()
 
     async def _drain(self) -> None:
         while self._pending:
-            taken = self._take()
+            await self._flush(self._take())
+
+    async def _flush(self, taken: list[tuple[LoadBatch, asyncio.Future[None]]]) -> None:
+        try:
             combined = LoadBatch.combine(batch for batch, _ in taken)
             started = time.perf_counter()
-            try:
-                await self._write(combined)
-            except Exception as error:  # every waiter gets the failure; QStash retries each one
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            self._metrics.observe_flush(combined.size, time.perf_counter() - started)
+            await self._write(combined)
+        except Exception as error:  # every waiter gets the failure; QStash retries each one
             for _, future in taken:
                 if not future.done():
-                    future.set_result(None)
+                    future.set_exception(error)
+            return
+        except BaseException:  # cancelled (shutdown): no waiter is left hanging
+            for _, future in taken:
+                future.cancel()
+            raise
+        self._metrics.observe_flush(combined.size, time.perf_counter() - started)
+        for _, future in taken:
+            if not future.done():
+                future.set_result(None)
 
     async def _write(self, batch: LoadBatch) -> None:
         """The warehouse insert and the archive write together; the warehouse's failure first
