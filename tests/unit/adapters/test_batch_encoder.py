@@ -2,10 +2,18 @@
 same Native bytes chDB gets, lz4-framed, as clickhouse-connect's own inserts are."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import lz4.frame
 import pytest
-from data_pipeline.adapters.clickhouse_batches import WRITTEN_COLUMNS, BatchEncoder
+from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver.insert import InsertContext
+from clickhouse_connect.driver.transform import NativeTransform
+from data_pipeline.adapters.clickhouse_batches import (
+    WRITTEN_COLUMNS,
+    BatchEncoder,
+    _exact_decimals,
+)
 from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
 from data_pipeline.errors import TransientError
 
@@ -47,3 +55,39 @@ def test_a_value_its_column_cannot_hold_fails_the_encoding():
     bad = LoadBatch(raw_events=[RawEvent(-1, "a" * 64, "x", None, datetime.now(UTC), "w", "{}")])
     with pytest.raises(TransientError, match=r"raw_events failed: .*merchant_id"):
         BatchEncoder("analytics", TYPES, None).encode(bad)
+
+
+MONEY_VALUES = [
+    Decimal("0"),
+    Decimal("-0.0001"),
+    Decimal("12.5"),
+    Decimal("-12.34567"),  # more digits than the scale: truncated toward zero, as the library does
+    Decimal("99999999999999.9999"),
+    Decimal("1E+3"),
+    Decimal("0.00001"),
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "values"),
+    [
+        ("Nullable(Decimal(18, 4))", MONEY_VALUES),
+        ("Decimal(18, 4)", [v for v in MONEY_VALUES if v is not None]),
+        ("Decimal(9, 2)", [Decimal("1.005"), Decimal("-7"), Decimal("1234567.89")]),
+        ("Array(Decimal(18, 4))", [[Decimal("1.5"), Decimal("-2.25")], [], [Decimal("0.0001")]]),
+        ("Decimal(18, 4)", [Decimal("1.5"), 2, 3.25, "4.5"]),  # not all Decimals: the library's
+    ],
+)
+def test_decimals_are_written_exactly_as_the_library_writes_them(type_name, values):
+    library = get_from_name(type_name)
+    ours = _exact_decimals(library)
+    assert ours is not library  # a copy: the library's shared instance is left alone
+    assert type(get_from_name(type_name)) is type(library)
+    assert ours.name == library.name
+    assert _column_bytes(ours, values) == _column_bytes(library, values)
+
+
+def _column_bytes(column_type, values):
+    context = InsertContext("t", ("c",), [column_type], data=[(value,) for value in values])
+    return b"".join(NativeTransform.build_insert(context))
