@@ -55,8 +55,10 @@ CREATE TABLE IF NOT EXISTS topics (
 CREATE TABLE IF NOT EXISTS dedup (
     scope_key TEXT PRIMARY KEY, response TEXT NOT NULL, expires_at_ms INTEGER NOT NULL
 );
+-- No AUTOINCREMENT: the trim keeps the newest ids, so a plain rowid never reuses one, and
+-- AUTOINCREMENT's counter row was a write per logged event.
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, message_id TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, message_id TEXT NOT NULL,
     state TEXT NOT NULL, url TEXT NOT NULL, topic_name TEXT, error TEXT,
     response_status INTEGER, next_delivery_ms INTEGER,
     label TEXT, queue_name TEXT, schedule_id TEXT
