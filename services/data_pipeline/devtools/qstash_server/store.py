@@ -39,6 +39,8 @@ EVENT_COLUMNS = (
     "schedule_id",
 )
 
+DEDUP_SWEEP_INTERVAL_MS = 1_000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, metadata TEXT NOT NULL, body BLOB NOT NULL,
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS topics (
 CREATE TABLE IF NOT EXISTS dedup (
     scope_key TEXT PRIMARY KEY, response TEXT NOT NULL, expires_at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dedup_by_expiry ON dedup (expires_at_ms);
 -- No AUTOINCREMENT: the trim keeps the newest ids, so a plain rowid never reuses one, and
 -- AUTOINCREMENT's counter row was a write per logged event.
 CREATE TABLE IF NOT EXISTS events (
@@ -91,6 +94,7 @@ class QStashStore:
         self._lock = threading.Lock()
         self._event_writes = 0
         self._finishes = 0
+        self._next_dedup_sweep_ms = 0
 
     def _upgrade(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -273,7 +277,11 @@ class QStashStore:
             "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?)",
             (scope_key, json.dumps(response), now + window_ms),
         )
-        if now % 97 == 0:  # cheap occasional sweep
+        # Expired ids are dropped once a second, found through their index: sweeping by chance
+        # per message meant dozens of full-table scans a second under load, each longer as the
+        # ten-minute window filled (lookups ignore expired ids either way).
+        if now >= self._next_dedup_sweep_ms:
+            self._next_dedup_sweep_ms = now + DEDUP_SWEEP_INTERVAL_MS
             db.execute("DELETE FROM dedup WHERE expires_at_ms <= ?", (now,))
 
     # -- event log -----------------------------------------------------------------------------
