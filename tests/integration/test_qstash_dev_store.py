@@ -7,7 +7,7 @@ import re
 import time
 
 from data_pipeline.devtools.qstash_server import store as store_module
-from data_pipeline.devtools.qstash_server.model import new_message_id
+from data_pipeline.devtools.qstash_server.model import Message, new_message_id
 from data_pipeline.devtools.qstash_server.store import QStashStore
 
 
@@ -46,3 +46,39 @@ def test_message_ids_are_unique_unguessable_and_sort_by_time():
     later = new_message_id()
     time.sleep(0.001)
     assert new_message_id()[:17] >= later[:17]
+
+
+def test_finished_messages_past_retention_are_swept_through_an_index(tmp_path):
+    store = QStashStore(tmp_path / "qstash.db", retention_ms=0)
+    pending = [_message(f"pending-{index}") for index in range(5)]
+    finished = [_message(f"done-{index}") for index in range(1_000)]
+    with store.transaction() as db:
+        store.save_messages(db, pending + finished)
+    time.sleep(0.01)
+    with store.transaction() as db:
+        for message in finished:  # the 1,000th finish runs the sweep
+            store.finish_message(db, message)
+    with store.transaction() as db:
+        left = db.execute("SELECT count(*) FROM messages WHERE finished_at_ms IS NOT NULL")
+        assert left.fetchone()[0] < 1_000  # swept, not only hidden
+        sweep = "EXPLAIN QUERY PLAN DELETE FROM messages WHERE finished_at_ms < 0"
+        plan = " ".join(str(row) for row in db.execute(sweep))
+    assert "messages_by_finish" in plan  # never a scan of every stored body
+    assert sorted(m.message_id for m in store.load_messages()) == sorted(
+        m.message_id for m in pending
+    )
+    store.close()
+
+
+def _message(message_id: str) -> Message:
+    now = int(time.time() * 1000)
+    return Message(
+        message_id=message_id,
+        url="http://127.0.0.1:9/x",
+        method="POST",
+        body=b"{}",
+        headers={},
+        max_retries=3,
+        created_at_ms=now,
+        not_before_ms=now,
+    )

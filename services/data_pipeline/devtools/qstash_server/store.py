@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, metadata TEXT NOT NULL, body BLOB NOT NULL,
     finished_at_ms INTEGER
 );
+-- The retention sweep finds finished messages here: scanning the table (bodies and all) was a
+-- stall of ~0.1 s per 100k messages kept, every 1,000 deliveries.
+CREATE INDEX IF NOT EXISTS messages_by_finish ON messages (finished_at_ms)
+    WHERE finished_at_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dlq (
     dlq_id TEXT PRIMARY KEY, metadata TEXT NOT NULL, body BLOB NOT NULL,
     response_status INTEGER NOT NULL, response_headers TEXT NOT NULL, response_body BLOB NOT NULL,
