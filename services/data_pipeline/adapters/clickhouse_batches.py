@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import decimal
+import functools
 import operator
 from collections import defaultdict
 from collections.abc import Callable
@@ -228,7 +229,7 @@ class BatchEncoder:
         """clickhouse-connect's own Native serialisation (what `client.insert` sends), without
         the INSERT statement it puts before the first block for an HTTP body."""
         columns = WRITTEN_COLUMNS[table]
-        types = [_exact_decimals(get_from_name(name)) for name in self.column_types[table]]
+        types = _writable_types(self.column_types[table])
         full_name = f"{self.database}.{table}"
         context = InsertContext(full_name, columns, types, data=rows)
         blocks = NativeTransform.build_insert(context)
@@ -266,6 +267,12 @@ class _ScaledDecimal(DecimalType, registered=False):
             context.prec = self.prec
             scaled = [0 if value is None else int(value.scaleb(scale)) for value in column]
         write_array(self._array_type, scaled, dest, ctx.column_name)
+
+
+@functools.cache
+def _writable_types(names: tuple[str, ...]) -> tuple[ClickHouseType, ...]:
+    """The column types an insert is encoded with, derived once per table layout."""
+    return tuple(_exact_decimals(get_from_name(name)) for name in names)
 
 
 def _exact_decimals(column_type: ClickHouseType) -> ClickHouseType:
