@@ -5,7 +5,6 @@ a 500, and the front keeps serving once the worker is back."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -20,25 +19,18 @@ from tests.support.harness import API_KEY, harness_settings
 from tests.support.redis_server import free_port
 
 
-def _closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def settings(tmp_path):
     return harness_settings(
         public_url="http://127.0.0.1:8000",
-        qstash_url=f"http://127.0.0.1:{_closed_port()}",
+        qstash_url=f"http://127.0.0.1:{free_port()}",
         chdb_path=tmp_path / "chdb",
         database="analytics",
         data_dir=tmp_path,
     )
 
 
-async def _front(settings, worker_url):
+def _front(settings, worker_url):
     return create_front_app(bootstrap_intake(settings), worker_url)
 
 
@@ -55,7 +47,7 @@ async def _front(settings, worker_url):
 async def test_every_proxied_path_is_a_502_with_the_reason_when_the_worker_is_down(
     settings, method, path
 ):
-    app = await _front(settings, f"http://127.0.0.1:{_closed_port()}")
+    app = _front(settings, f"http://127.0.0.1:{free_port()}")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://front") as client:
         answer = await asyncio.wait_for(
@@ -73,7 +65,7 @@ async def test_every_proxied_path_is_a_502_with_the_reason_when_the_worker_is_do
 
 async def test_the_front_proxies_again_once_the_worker_is_back(settings):
     port = free_port()
-    app = await _front(settings, f"http://127.0.0.1:{port}")
+    app = _front(settings, f"http://127.0.0.1:{port}")
     transport = httpx.ASGITransport(app=app)
 
     async def health(_request):
