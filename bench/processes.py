@@ -19,7 +19,7 @@ from data_pipeline.devtools.serving import wait_until_healthy
 from shared.contract import env_var_names
 
 PYTHON = sys.executable
-CLI = [PYTHON, "-m", "data_pipeline.entrypoints.cli.main"]
+CLI = [PYTHON, "-m", "data_pipeline.entrypoints.cli"]
 
 
 def free_port() -> int:

@@ -52,7 +52,7 @@ from shared.contract import (
 
 WEBHOOK_MERCHANT = 1_305_777_001
 SYNC_MERCHANT = 1_305_777_002
-CLI = [sys.executable, "-m", "data_pipeline.entrypoints.cli.main"]
+CLI = [sys.executable, "-m", "data_pipeline.entrypoints.cli"]
 
 
 @dataclass

@@ -56,7 +56,7 @@ async def qstash_dev(tmp_path, httpstatus):
     sock.close()
     process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; waits happen in threads
         [
-            sys.executable, "-m", "data_pipeline.entrypoints.cli.main", "qstash-dev",
+            sys.executable, "-m", "data_pipeline.entrypoints.cli", "qstash-dev",
             "--port", str(port), "--data-dir", str(tmp_path), "--quiet",
             "--route", f"https://mock.httpstatus.io={httpstatus}",
         ],

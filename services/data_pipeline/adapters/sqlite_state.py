@@ -61,9 +61,12 @@ class SqliteStateStore(StateStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # survives process crashes, not power loss
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Settlements are keyed by random hashes, so a bulk import's writes touch pages all over
+        # the table: a 64 MiB page cache (the default is 2) measured 10 % off settling 160k.
+        self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._writes = 0
+        self._swept_at = 0.0
 
     async def _transaction(
         self, work: Callable[[sqlite3.Connection], T], *, read_only: bool = False
@@ -98,25 +101,26 @@ class SqliteStateStore(StateStore):
         now = time.time()
 
         def work(db: sqlite3.Connection) -> list[Verdict]:
-            verdicts = []
+            # One lookup per 500 keys and one batched write (in one transaction, so atomic as
+            # before): a statement per settlement measured ~15 µs each, most of a bulk import's
+            # settling. Settling a key twice in one batch sees its first settlement, as the
+            # database would.
+            stored = _live_settlements(db, {key for key, _, _ in settlements}, now)
+            verdicts, writes = [], []
             for event_key, message_id, outcome in settlements:
-                row = db.execute(
-                    "SELECT message_id, outcome FROM settlements"
-                    " WHERE event_key = ? AND expires_at > ?",
-                    (event_key, now),
-                ).fetchone()
-                verdict = decide(row, message_id, outcome)
-                if verdict in (Verdict.FIRST, Verdict.RECOVERED):
-                    db.execute(
-                        "INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?)",
-                        (event_key, message_id, outcome, now + SETTLEMENT_TTL_SECONDS),
-                    )
+                verdict = decide(stored.get(event_key), message_id, outcome)
+                if verdict is Verdict.FIRST or verdict is Verdict.RECOVERED:
+                    stored[event_key] = (message_id, outcome)
+                    writes.append((event_key, message_id, outcome, now + SETTLEMENT_TTL_SECONDS))
                 verdicts.append(verdict)
+            db.executemany("INSERT OR REPLACE INTO settlements VALUES (?, ?, ?, ?)", writes)
             return verdicts
 
         verdicts = await self._transaction(work)
-        before, self._writes = self._writes, self._writes + len(settlements)
-        if self._writes // 5000 != before // 5000:
+        # Expired settlements are swept at most once a minute: the sweep scans the table (no
+        # index on expiry, which every write would pay for), and they expire after 35 days.
+        if now - self._swept_at >= 60:
+            self._swept_at = now
             await self._transaction(
                 lambda db: db.execute("DELETE FROM settlements WHERE expires_at <= ?", (now,))
             )
@@ -376,3 +380,21 @@ class SqliteStateStore(StateStore):
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _live_settlements(
+    db: sqlite3.Connection, keys: set[str], now: float
+) -> dict[str, tuple[str, str]]:
+    """The unexpired settlements of `keys`: event key -> (message id, outcome)."""
+    found: dict[str, tuple[str, str]] = {}
+    ordered = list(keys)
+    for start in range(0, len(ordered), 500):
+        part = ordered[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        rows = db.execute(
+            "SELECT event_key, message_id, outcome FROM settlements"  # noqa: S608 (placeholders)
+            f" WHERE expires_at > ? AND event_key IN ({marks})",
+            (now, *part),
+        )
+        found.update((key, (message_id, outcome)) for key, message_id, outcome in rows)
+    return found

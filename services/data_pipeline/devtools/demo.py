@@ -84,7 +84,7 @@ def start_stack(
     command = [
         sys.executable,
         "-m",
-        "data_pipeline.entrypoints.cli.main",
+        "data_pipeline.entrypoints.cli",
         "dev",
         "--port",
         str(port),

@@ -30,9 +30,7 @@ import asyncio
 import contextlib
 import ctypes
 import importlib.util
-import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -42,8 +40,8 @@ from pathlib import Path
 
 import httpx
 
-from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.bootstrap import Container, bootstrap
+from data_pipeline.devtools.local_secrets import LocalSecrets, local_secrets
 from data_pipeline.devtools.serving import RunningServer, bind_socket, start_server
 from data_pipeline.entrypoints.api.app import create_app
 from shared.contract import (
@@ -56,34 +54,10 @@ from shared.contract import (
 from shared.domain_events import event_topic
 from shared.topics import RAW_EVENTS_TOPIC, TOPIC_DELIVERY_PATHS
 
-SECRETS_FILE = "local-secrets.json"
 # The emulator's OAuth client: fixed, public development values (never valid against Salla).
 LOCAL_SALLA_CLIENT_ID = "local-salla-client"
 LOCAL_SALLA_CLIENT_SECRET = "local-salla-secret"  # noqa: S105
 LOCAL_EMBEDDINGS_KEY = "local-embeddings"  # the local server's fixed, public dev key
-
-
-@dataclass(frozen=True)
-class LocalSecrets:
-    webhook_secret: str
-    api_key: str
-    token_encryption_key: str
-
-
-def local_secrets(data_dir: Path) -> LocalSecrets:
-    """Per-data-dir development secrets, generated on first use and kept (mode 0600)."""
-    path = data_dir / SECRETS_FILE
-    if path.exists():
-        return LocalSecrets(**json.loads(path.read_text()))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    created = LocalSecrets(
-        webhook_secret="local-whsec-" + secrets.token_urlsafe(18),
-        api_key="local-key-" + secrets.token_urlsafe(18),
-        token_encryption_key=TokenCipher.generate_key(),
-    )
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(created.__dict__))
-    return created
 
 
 @dataclass
@@ -219,7 +193,7 @@ class ChildServer:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "data_pipeline.entrypoints.cli.main",
+            "data_pipeline.entrypoints.cli",
             *args,
             "--port",
             str(port),

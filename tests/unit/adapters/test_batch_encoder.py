@@ -1,8 +1,11 @@
 """The warehouse's batch encoding (adapters/clickhouse_batches.py): what a server is sent is the
 same Native bytes chDB gets, lz4-framed, as clickhouse-connect's own inserts are."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import lz4.frame
 import pytest
@@ -16,6 +19,8 @@ from data_pipeline.adapters.clickhouse_batches import (
 )
 from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
 from data_pipeline.errors import TransientError
+
+ROOT = Path(__file__).resolve().parents[3]
 
 TYPES = {
     "raw_events": (
@@ -91,3 +96,42 @@ def test_decimals_are_written_exactly_as_the_library_writes_them(type_name, valu
 def _column_bytes(column_type, values):
     context = InsertContext("t", ("c",), [column_type], data=[(value,) for value in values])
     return b"".join(NativeTransform.build_insert(context))
+
+
+def test_a_batch_is_the_block_the_library_itself_would_send():
+    events = [
+        RawEvent(
+            7 + n,
+            f"{n:064d}",
+            "order.created",
+            None,
+            datetime(2026, 12, 6, tzinfo=UTC),
+            "webhook",
+            f'{{"n": {n}}}',
+        )
+        for n in range(3)
+    ]
+    columns, native = (
+        BatchEncoder("analytics", TYPES, None)
+        .encode(LoadBatch(raw_events=events))
+        .inserts["raw_events"]
+    )
+    types = [get_from_name(name) for name in TYPES["raw_events"]]
+    rows = [tuple(getattr(e, f) for f in RawEvent.__dataclass_fields__) for e in events]
+    library = b"".join(
+        NativeTransform.build_insert(InsertContext("analytics.raw_events", columns, types, rows))
+    )
+    assert library.endswith(native) and library[: -len(native)].startswith(b"INSERT INTO")
+
+
+def test_encoding_does_not_import_pandas():
+    # The library's insert context imports pandas to check for a DataFrame: 0.2 s in every
+    # import worker process, and pandas is installed here (chDB needs it), so this can fail.
+    code = (
+        "import sys\n"
+        "from tests.unit.adapters.test_batch_encoder import TYPES, batch\n"
+        "from data_pipeline.adapters.clickhouse_batches import BatchEncoder\n"
+        "BatchEncoder('analytics', TYPES, None).encode(batch())\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -220,7 +220,7 @@ def _cipher(data_dir: Path, *, local: bool) -> Any:
 
     key = os.environ.get("TOKEN_ENCRYPTION_KEY")
     if not key and local:
-        from data_pipeline.devtools.local_stack import local_secrets
+        from data_pipeline.devtools.local_secrets import local_secrets
 
         key = local_secrets(data_dir).token_encryption_key
     return TokenCipher(key) if key else None

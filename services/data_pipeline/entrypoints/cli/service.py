@@ -23,7 +23,7 @@ def secret_from_env_or_stack(variable: str, field: str, data_dir: Path) -> str:
     secrets file in `data_dir`), else one clear failure line."""
     if os.environ.get(variable):
         return os.environ[variable]
-    from data_pipeline.devtools.local_stack import SECRETS_FILE, local_secrets
+    from data_pipeline.devtools.local_secrets import SECRETS_FILE, local_secrets
 
     if not (data_dir / SECRETS_FILE).exists():
         fail(f"no {variable} set and no local stack secrets in {data_dir}")

@@ -1,0 +1,28 @@
+"""The command line's launcher: worker processes a command spawns (a bulk import's) import the
+script that started it again, so what the script imports must not load the commands."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+HEAVY = ("typer", "fastapi", "qstash", "data_pipeline.entrypoints.cli.main")
+
+
+def test_the_script_imports_no_command():
+    (script,) = entry_points(group="console_scripts", name="salla-pipeline")
+    check = (
+        f"import sys, {script.module}\n"
+        f"loaded = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "assert not loaded, f'the launcher loads {loaded}'\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_the_launcher_runs_the_commands():
+    for command in (
+        [sys.executable, "-m", "data_pipeline.entrypoints.cli", "--help"],
+        [str(Path(sys.executable).parent / "salla-pipeline"), "--help"],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        assert "import-events" in result.stdout
