@@ -33,7 +33,7 @@ PARTITION_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 def newest_first(table: str = "") -> str:
     """(version, body_key) as one UInt128 that orders exactly as the pair does, for argMax over
     a table's versions (`table`: the qualifier, e.g. "v"). argMax over a tuple compares generic
-    values; over one number it takes ClickHouse's numeric path: a snapshot of 35 argMax columns
+    values; over one number it takes ClickHouse's numeric path: a snapshot of 22 argMax columns
     measured 5x faster (1 M versions: 0.53 s against 2.60 s, same results)."""
     prefix = f"{table}." if table else ""
     return f"bitOr(bitShiftLeft(toUInt128({prefix}version), 64), toUInt128({prefix}body_key))"
