@@ -93,28 +93,34 @@ async def test_the_migrator_migrates_for_real_and_grants_least_privilege(
 
 
 async def test_two_deploys_never_migrate_at_once(chdb_path, redis_url, database):
-    state = RedisStateStore(redis_url)
+    # Keys of this test's own (prefix): a failure here must not leave the lease to the next one.
+    state = RedisStateStore(redis_url, prefix=database)
     clients = [RecordingClient(pause=0.01), RecordingClient(pause=0.01)]
     request = parse_event(event(chdb_path))
     try:
-        reports = await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 converge_warehouse(
                     request, database=database, state=state, connect=lambda dsn, c=c: c,
                     poll_seconds=0.05,
                 )
                 for c in clients
-            )
+            ),
+            return_exceptions=True,  # both finish (and release the lease) before any is raised
         )  # fmt: skip
     finally:
         await state.close()
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise failures[0]
+    reports = outcomes
     (_, first_end), (second_start, _) = sorted(span for client in clients for span in client.spans)
     assert second_start >= first_end  # the second waited for the lease
     assert max(report.waited_seconds for report in reports) > 0
 
 
 async def test_a_held_lease_fails_the_deploy_with_the_reason(chdb_path, redis_url, database):
-    state = RedisStateStore(redis_url)
+    state = RedisStateStore(redis_url, prefix=database)
     try:
         assert await state.acquire_lock(LEASE, "someone-else", 30)
         with pytest.raises(TransientError, match="another migration has held the warehouse lease"):
