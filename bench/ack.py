@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 from data_pipeline.devtools.salla_samples import encode, sample_envelope
 from data_pipeline.domain.webhook_auth import expected_signature
 

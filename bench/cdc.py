@@ -39,7 +39,7 @@ from data_pipeline.adapters.postgres_cdc import PostgresSource
 from data_pipeline.adapters.qstash_queue import QStashQueue
 from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.devtools.local_postgres import postgres_server
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 from data_pipeline.service_layer.cdc import RANGE_ROWS, CdcCapture, keep_draining
 from qstash import AsyncQStash
 

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 
 from bench.pipeline import worker_throughput
 from bench.processes import CLI, clean_env, free_port, process, workdir

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 from data_pipeline.devtools.salla_samples import StoreSimulation, encode
 from data_pipeline.domain.webhook_auth import expected_signature
 from qstash import AsyncQStash

@@ -34,11 +34,8 @@ from typing import Any
 
 import httpx
 from data_pipeline.devtools.demo import DemoClient, DemoStack, free_port, merchant_totals
-from data_pipeline.devtools.local_stack import (
-    LOCAL_SALLA_CLIENT_ID,
-    LOCAL_SALLA_CLIENT_SECRET,
-    local_secrets,
-)
+from data_pipeline.devtools.local_secrets import local_secrets
+from data_pipeline.devtools.local_stack import LOCAL_SALLA_CLIENT_ID, LOCAL_SALLA_CLIENT_SECRET
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.devtools.salla_samples import StoreSimulation, delivery_schedule
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.domain.webhook_auth import expected_signature
 

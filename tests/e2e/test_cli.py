@@ -202,7 +202,7 @@ def test_sync_start_watch_status_and_resume_against_the_dev_stack(tmp_path):
     """`salla-pipeline dev` runs the Salla emulator too; the sync commands drive a backfill."""
     import asyncio
 
-    from data_pipeline.devtools.local_stack import local_secrets
+    from data_pipeline.devtools.local_secrets import local_secrets
     from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
     from data_pipeline.domain.webhook_auth import expected_signature
 

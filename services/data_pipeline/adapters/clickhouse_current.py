@@ -66,12 +66,9 @@ class CurrentTable:
 
     @property
     def newest(self) -> str:
-        """The ordering expression for argMax over the versions."""
-        if self.version_key == ("version", "body_key"):
-            return newest_first()
-        if len(self.version_key) == 1:
-            return self.version_key[0]
-        return f"({', '.join(self.version_key)})"
+        """The ordering expression for argMax over the versions: the pair packed into one
+        number, or `version` alone (the definitions migrations 4-7 froze)."""
+        return newest_first() if self.version_key == ("version", "body_key") else "version"
 
     @property
     def columns(self) -> tuple[str, ...]:

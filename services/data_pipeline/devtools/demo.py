@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from data_pipeline.devtools.local_postgres import postgres_server
-from data_pipeline.devtools.local_stack import local_secrets
+from data_pipeline.devtools.local_secrets import local_secrets
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.devtools.salla_samples import (
     CATALOG,

@@ -61,7 +61,8 @@ def dev(
     ] = None,
 ) -> None:
     """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
-    from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions, local_secrets
+    from data_pipeline.devtools.local_secrets import local_secrets
+    from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions
 
     options = LocalStackOptions(
         data_dir=data_dir,
