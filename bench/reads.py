@@ -18,9 +18,10 @@
    merchant's recent orders through the real write path (versions, then the snapshot refresh)
    every 100 ms, 20 orders at a time.
 
-Each query runs 7 times, contract and floor interleaved; the medians are compared. The first
-size also times two other layouts (the same snapshots partitioned by month, and unpartitioned)
-and the layout before this one (views aggregating every version at query time), and reports the
+Each query runs 15 times, contract and floor interleaved; the medians are compared. The first
+size also times other layouts: the same snapshots partitioned by month, and unpartitioned; line
+items as the arrays of each order row (migrations 4-8, before the line rows of migration 9); the
+layout before all of these (views aggregating every version at query time). It reports the
 storage of the chosen layout against the earlier one.
 
 Differs from production: chDB in-process (no network, no HTTP parsing), 2 cores, data generated
@@ -50,7 +51,7 @@ BIG = 1
 SMALL = 7
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SQL_NOW = "toDateTime64('2026-12-01 00:00:00', 3, 'UTC')"
-RUNS = 7
+RUNS = 15
 
 QUERIES: dict[str, str] = {
     "daily revenue and orders, 90 days, big merchant": (
@@ -224,6 +225,15 @@ def build_alternatives(client: Any, db: str) -> None:
             f"created_at AS order_created_at FROM {db}.orders_{name} FINAL ARRAY JOIN items "
             "WHERE is_deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
         )
+    # Line items as the arrays of each order row, ARRAY JOINed at query time (migrations 4-8).
+    client.command(
+        f"CREATE VIEW {db}.arrays_sales AS SELECT merchant_id, order_id, "
+        "items.item_id AS item_id, items.product_id AS product_id, "
+        "items.quantity AS quantity, items.line_total AS line_total, "
+        f"created_at AS order_created_at FROM {db}.orders_current FINAL ARRAY JOIN items "
+        "WHERE is_deleted = 0 AND ifNull(is_draft, 0) = 0 "
+        "SETTINGS do_not_merge_across_partitions_select_final = 1"
+    )
     # The earlier storage, for its size: version rows without items, item sets on their own.
     client.command(
         f"CREATE TABLE {db}.earlier_order_versions AS {db}.order_versions "
@@ -354,11 +364,13 @@ def sizes(client: Any, db: str, orders: int) -> dict[str, float]:
         return round(sum(by_table.get(t, 0) for t in tables) * per_million, 1)
 
     others = ("product_versions", "customer_versions", "abandoned_cart_versions")
+    current = (*(t.name for t in CURRENT_TABLES), *(t.lines for t in CURRENT_TABLES if t.lines))
     result = {
         "chosen layout (versions with items + current state)": total(
-            ("order_versions", *others, *(t.name for t in CURRENT_TABLES))
+            ("order_versions", *others, *current)
         ),
-        "of which the current state": total(tuple(t.name for t in CURRENT_TABLES)),
+        "of which the current state": total(current),
+        "of which order lines as rows": total(("order_lines_current",)),
     }
     if "earlier_order_versions" in by_table:
         result["earlier layout (versions + item sets)"] = total(
@@ -400,6 +412,10 @@ def measure_size(path: Path, orders: int, *, alternatives: bool) -> dict[str, An
                 "orders": f"{db}.alt_orders_{name}",
                 "sales": f"{db}.alt_sales_{name}",
             }
+        targets["items as arrays (migrations 4-8)"] = {
+            "orders": f"{db}.orders",
+            "sales": f"{db}.arrays_sales",
+        }
         targets["before (versions at query time)"] = {
             "orders": f"{db}.before_orders",
             "sales": f"{db}.before_sales",

@@ -7,6 +7,7 @@ same as before.
 """
 
 import dataclasses
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,11 +15,14 @@ from decimal import Decimal
 import clickhouse_connect
 import pytest
 from data_pipeline.adapters import clickhouse_warehouse
+from data_pipeline.adapters.clickhouse_current import ORDERS, keyed_refresh
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.warehouse import LoadBatch
 from data_pipeline.devtools.salla_samples import demo_store
 from data_pipeline.domain.model import OrderItem, OrderItemSet, OrderVersion
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.test_clickhouse_warehouse import batch_of
 
@@ -51,7 +55,13 @@ def parts(warehouse, chdb_path, table):
 
 def test_the_contract_is_exact_with_every_load_in_its_own_unmerged_part(warehouse, chdb_path):
     client = admin(chdb_path)
-    for table in ("order_versions", "orders_current", "products_current", "customers_current"):
+    for table in (
+        "order_versions",
+        "orders_current",
+        "order_lines_current",
+        "products_current",
+        "customers_current",
+    ):
         client.command(f"SYSTEM STOP MERGES {warehouse.database}.{table}")
     store = demo_store(seed=11)
     events = store.events + random.Random(1).sample(store.events, 25)  # duplicates
@@ -59,6 +69,7 @@ def test_the_contract_is_exact_with_every_load_in_its_own_unmerged_part(warehous
     for event in events:
         warehouse.write(batch_of([event]))
     assert parts(warehouse, chdb_path, "orders_current") > 50  # nothing was merged
+    assert parts(warehouse, chdb_path, "order_lines_current") > 50
     truth = store.truth
     [(count, total, _)] = warehouse.query(
         f"SELECT count(), sum(total), 0 FROM {warehouse.database}.orders"
@@ -130,36 +141,132 @@ def test_a_stale_snapshot_written_late_never_wins(warehouse, chdb_path):
 
 def test_items_removed_by_a_newer_version_vanish_with_unmerged_parts(warehouse, chdb_path):
     db = warehouse.database
-    admin(chdb_path).command(f"SYSTEM STOP MERGES {db}.orders_current")
-
-    def items(order_version, *ids):
-        lines = tuple(
-            OrderItem(
-                item_id=i,
-                product_id=i * 10,
-                sku=f"S{i}",
-                name=f"item {i}",
-                quantity=Decimal(1),
-                unit_price=Decimal(2),
-                discount=Decimal(0),
-                tax=Decimal(0),
-                line_total=Decimal(2),
-                currency="SAR",
-            )
-            for i in ids
-        )
-        return OrderItemSet(MERCHANT, 11, order_version, lines)
+    stop_merges(chdb_path, db)
 
     created = datetime(2026, 1, 1, tzinfo=UTC)
     warehouse.write(
         LoadBatch(
-            entities=[version_row(11, 10, status="new", created_at=created), items(10, 1, 2, 3)]
+            entities=[
+                version_row(11, 10, status="new", created_at=created),
+                order_items(11, 10, 1, 2, 3),
+            ]
         )
     )
-    warehouse.write(LoadBatch(entities=[version_row(11, 20, status="edited"), items(20, 2)]))
+    warehouse.write(
+        LoadBatch(entities=[version_row(11, 20, status="edited"), order_items(11, 20, 2)])
+    )
     warehouse.write(LoadBatch(entities=[version_row(11, 30, status="paid")]))  # no items: kept
     rows = warehouse.query(f"SELECT item_id, order_status FROM {db}.sales_facts").rows
     assert rows == [(2, "paid")]
+    # Each removed line is hidden by a tombstone of its own, not by a merge.
+    [(stored, tombstones)] = warehouse.query(
+        f"SELECT count(), countIf(is_deleted = 1) FROM {db}.order_lines_current"
+    ).rows
+    assert parts(warehouse, chdb_path, "order_lines_current") > 1 and tombstones >= 2, stored
+
+
+def stop_merges(chdb_path, db):
+    for table in ("orders_current", "order_lines_current"):
+        admin(chdb_path).command(f"SYSTEM STOP MERGES {db}.{table}")
+
+
+def order_items(order_id, order_version, *ids):
+    lines = tuple(
+        OrderItem(
+            item_id=i,
+            product_id=i * 10,
+            sku=f"S{i}",
+            name=f"item {i}",
+            quantity=Decimal(1),
+            unit_price=Decimal(i),
+            discount=Decimal(0),
+            tax=Decimal(0),
+            line_total=Decimal(i),
+            currency="SAR",
+        )
+        for i in ids
+    )
+    return OrderItemSet(MERCHANT, order_id, order_version, lines)
+
+
+def lines_of(warehouse, order_id):
+    return warehouse.query(
+        "SELECT item_id, line_total, order_status, order_created_at FROM {db}.sales_facts"
+        " WHERE order_id = {o:UInt64} ORDER BY item_id".replace("{db}", warehouse.database),
+        {"o": order_id},
+    ).rows
+
+
+def test_lines_follow_their_order_into_the_year_learned_late(warehouse, chdb_path):
+    db = warehouse.database
+    stop_merges(chdb_path, db)
+    # An update carrying the items arrives before the creation: the year is not known yet.
+    warehouse.write(
+        LoadBatch(entities=[version_row(21, 20, status="edited"), order_items(21, 20, 1, 2)])
+    )
+    assert lines_of(warehouse, 21) == [(1, 1, "edited", None), (2, 2, "edited", None)]
+    created = datetime(2025, 3, 4, 10, tzinfo=UTC)
+    warehouse.write(
+        LoadBatch(
+            entities=[
+                version_row(21, 10, status="new", created_at=created),
+                order_items(21, 10, 1, 2, 3),  # older: the set of version 20 stays
+            ]
+        )
+    )
+    at = created.replace(tzinfo=None)
+    assert lines_of(warehouse, 21) == [(1, 1, "edited", at), (2, 2, "edited", at)]
+    # The lines left behind in the "unknown" partition are tombstoned, not merged away: as
+    # many positions as the order's largest item set had (3).
+    [(left, hidden)] = warehouse.query(
+        f"SELECT count(), countIf(is_deleted = 1) FROM {db}.order_lines_current"
+        " WHERE order_created_at IS NULL"
+    ).rows
+    assert (left, hidden) == (5, 3)
+
+
+def test_a_deleted_order_takes_its_lines_and_a_stale_snapshot_brings_none_back(
+    warehouse, chdb_path
+):
+    db = warehouse.database
+    stop_merges(chdb_path, db)
+    created = datetime(2026, 2, 1, tzinfo=UTC)
+    warehouse.write(
+        LoadBatch(
+            entities=[
+                version_row(31, 10, status="new", created_at=created),
+                order_items(31, 10, 1, 2, 3),
+                version_row(32, 10, status="new", created_at=created),
+                order_items(32, 10, 4, 5),
+            ]
+        )
+    )
+    stale = warehouse.query(f"SELECT * FROM {db}.orders_current WHERE order_id = 31").rows
+    # An edit drops two lines of order 31; order 32 is deleted.
+    warehouse.write(LoadBatch(entities=[version_row(31, 20), order_items(31, 20, 2)]))
+    warehouse.write(LoadBatch(entities=[version_row(32, 30, is_deleted=True)]))
+    assert lines_of(warehouse, 31) == [(2, 2, "new", created.replace(tzinfo=None))]
+    assert lines_of(warehouse, 32) == []
+    # A slow loader inserts the first snapshot of order 31 late: its three lines are written
+    # again by the view, with fewer versions than the tombstones and the newer line.
+    columns = warehouse.query(f"SELECT * FROM {db}.orders_current LIMIT 0").columns
+    admin(chdb_path).insert(f"{db}.orders_current", stale, column_names=list(columns))
+    assert lines_of(warehouse, 31) == [(2, 2, "new", created.replace(tzinfo=None))]
+    [(total,)] = warehouse.query(f"SELECT sum(line_total) FROM {db}.sales_facts").rows
+    assert total == 2
+
+
+def test_duplicated_item_ids_in_one_order_are_both_lines(warehouse):
+    created = datetime(2026, 2, 1, tzinfo=UTC)
+    warehouse.write(
+        LoadBatch(
+            entities=[
+                version_row(41, 10, status="new", created_at=created),
+                order_items(41, 10, 7, 7),
+            ]
+        )
+    )
+    assert [row[:2] for row in lines_of(warehouse, 41)] == [(7, 7), (7, 7)]
 
 
 def test_the_same_event_twice_in_one_batch_keeps_its_items(warehouse):
@@ -236,6 +343,7 @@ def test_a_populated_warehouse_migrates_with_the_same_answers(chdb_path, monkeyp
         "0006",
         "0007",
         "0008",
+        "0009",
     ]
     assert contract(warehouse) == before
     # Migration 8 keys every versions table by the body too, without rewriting it.
@@ -270,3 +378,152 @@ def test_time_ranged_tables_are_partitioned_by_creation_year(warehouse, table):
         {"db": warehouse.database, "t": table},
     ).rows
     assert key == "toYear(created_at)"
+
+
+SALES_ROWS = "SELECT * FROM {db}.sales_facts ORDER BY order_id, item_id, line_total, sku"
+
+
+def test_migration_9_moves_sales_facts_onto_line_rows_with_every_row_the_same(
+    chdb_path, monkeypatch
+):
+    """A warehouse at schema 8, written by that version's loader (items read from the order
+    rows; nothing merged; duplicates, deletions and edits in any order), migrates to line rows:
+    `sales_facts` returns the same rows, and later loads keep converging."""
+    import uuid
+
+    database = "lines_" + uuid.uuid4().hex[:10]
+    monkeypatch.setattr(clickhouse_warehouse, "MIGRATIONS", MIGRATIONS[:8])
+    earlier_loader = {
+        name: dataclasses.replace(table, lines=None)
+        for name, table in clickhouse_warehouse.CURRENT_TABLES.items()
+    }
+    monkeypatch.setattr(clickhouse_warehouse, "CURRENT_TABLES", earlier_loader)
+    warehouse = ClickHouseWarehouse(f"chdb://{chdb_path}", database)
+    warehouse.migrate()
+    admin(chdb_path).command(f"SYSTEM STOP MERGES {database}.orders_current")
+    store = demo_store(seed=23, orders=60)
+    events = store.events + random.Random(5).sample(store.events, 20)
+    random.Random(7).shuffle(events)
+    half = len(events) // 2
+    for chunk in (events[i : i + 7] for i in range(0, half, 7)):
+        warehouse.write(batch_of(chunk))
+    before = warehouse.query(SALES_ROWS.format(db=database)).rows
+    assert before and parts(warehouse, chdb_path, "orders_current") > 5
+
+    monkeypatch.undo()  # this version's loader and migrations
+    assert [name.split(" ", 1)[0] for name in warehouse.migrate()] == ["0009"]
+    assert warehouse.query(SALES_ROWS.format(db=database)).rows == before
+    for chunk in (events[i : i + 7] for i in range(half, len(events), 7)):
+        warehouse.write(batch_of(chunk))
+    [(lines, line_total)] = warehouse.query(
+        f"SELECT count(), sum(line_total) FROM {database}.sales_facts"
+    ).rows
+    assert (lines, line_total) == (store.truth.line_count(), store.truth.line_total_sum())
+    warehouse.close()
+
+
+_order_ids = itertools.count(770_000_001)
+line_histories = st.lists(
+    st.fixed_dictionaries(
+        {
+            "lines": st.one_of(st.none(), st.integers(0, 4)),  # None: the payload has no items
+            "created": st.sampled_from([None, None, datetime(2025, 5, 1), datetime(2026, 2, 1)]),
+            "deleted": st.sampled_from([False, False, False, False, True]),
+        }
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    history=line_histories,
+    arrival=st.randoms(use_true_random=False),
+    duplicates=st.integers(0, 2),
+    batches=st.integers(1, 3),
+    stale=st.lists(st.integers(0, 1000), max_size=2),  # which captured snapshots land late
+)
+def test_order_lines_converge_under_any_interleaving_and_stale_snapshots(
+    warehouse, chdb_path, history, arrival, duplicates, batches, stale
+):
+    """Item sets growing and shrinking (to none), the creation year unknown, learned or
+    changed, deletions, duplicates, batch boundaries and snapshots of slow loaders inserted
+    late (each followed by its loader's tombstone pass): `sales_facts` shows exactly the lines
+    of the newest version that carried items, in the newest known year, unless the newest
+    version deleted the order."""
+    db, order_id = warehouse.database, next(_order_ids)
+    loads = []
+    for index, state in enumerate(history):
+        version = (index + 1) * 10
+        if state["deleted"]:
+            loads.append([version_row(order_id, version, is_deleted=True)])
+            continue
+        created = state["created"].replace(tzinfo=UTC) if state["created"] else None
+        load = [version_row(order_id, version, status=f"s{index}", created_at=created)]
+        if state["lines"] is not None:
+            ids = [index * 10 + k for k in range(1, state["lines"] + 1)]
+            load.append(order_items(order_id, version, *ids))
+        loads.append(load)
+    expected: list[tuple] = []
+    if not history[-1]["deleted"]:
+        carried = [i for i, s in enumerate(history) if s["lines"] is not None and not s["deleted"]]
+        known = [s["created"] for s in history if s["created"] is not None and not s["deleted"]]
+        if carried:
+            newest = carried[-1]
+            ids = [newest * 10 + k for k in range(1, history[newest]["lines"] + 1)]
+            expected = [(i, Decimal(i), known[-1] if known else None) for i in ids]
+
+    deliveries = loads + [arrival.choice(loads) for _ in range(duplicates)]
+    arrival.shuffle(deliveries)
+    size = -(-len(deliveries) // batches)
+    captured = []
+    for start in range(0, len(deliveries), size):
+        batch = [entity for load in deliveries[start : start + size] for entity in load]
+        warehouse.write(LoadBatch(entities=batch))
+        captured += warehouse.query(
+            f"SELECT * FROM {db}.orders_current WHERE order_id = {order_id} AND version > 0"
+        ).rows
+    columns = warehouse.query(f"SELECT * FROM {db}.orders_current LIMIT 0").columns
+    client = admin(chdb_path)
+    for row in [captured[pick % len(captured)] for pick in stale if captured]:
+        client.insert(f"{db}.orders_current", [row], column_names=list(columns))
+        _, *passes = keyed_refresh(ORDERS, db, [(MERCHANT, order_id)])  # after its snapshot
+        for statement in passes:
+            client.command(statement)
+
+    rows = warehouse.query(
+        f"SELECT item_id, line_total, order_created_at FROM {db}.sales_facts"
+        f" WHERE order_id = {order_id} ORDER BY item_id"
+    ).rows
+    assert rows == expected
+
+
+def test_writes_of_the_version_before_during_the_deploy_window(warehouse, chdb_path, monkeypatch):
+    """Migration 9 ran; the functions still run the version before (it names no `max_lines`).
+    An order it moves into its creation year shows its lines once; a line its edit removed
+    goes with the order's next load by this version."""
+    db = warehouse.database
+    stop_merges(chdb_path, db)
+    earlier_loader = {
+        name: dataclasses.replace(table, lines=None)
+        for name, table in clickhouse_warehouse.CURRENT_TABLES.items()
+    }
+    monkeypatch.setattr(clickhouse_warehouse, "CURRENT_TABLES", earlier_loader)
+    warehouse.write(
+        LoadBatch(entities=[version_row(51, 20, status="edited"), order_items(51, 20, 1, 2)])
+    )
+    created = datetime(2025, 3, 4, 10, tzinfo=UTC)
+    warehouse.write(LoadBatch(entities=[version_row(51, 10, status="new", created_at=created)]))
+    at = created.replace(tzinfo=None)
+    assert lines_of(warehouse, 51) == [(1, 1, "edited", at), (2, 2, "edited", at)]
+
+    warehouse.write(LoadBatch(entities=[version_row(51, 30), order_items(51, 30, 1)]))
+    assert len(lines_of(warehouse, 51)) == 2  # the earlier version's limit, documented
+    monkeypatch.undo()
+    warehouse.write(LoadBatch(entities=[version_row(51, 40, status="paid")]))
+    assert lines_of(warehouse, 51) == [(1, 1, "paid", at)]

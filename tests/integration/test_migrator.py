@@ -207,3 +207,26 @@ async def test_the_service_migrates_on_request_with_its_key(harness, monkeypatch
     assert done.json()["schemaVersion"] == LATEST_SCHEMA_VERSION
     assert json.dumps(done.json()).count("GRANT") == 0  # the report carries no SQL or secrets
     assert f"TO {WAREHOUSE_WRITER}" in " ".join(client.statements)
+
+
+def test_the_reader_may_select_every_table_behind_the_contract(warehouse):
+    """Views run with the reader's rights: each table a contract view reads must be granted."""
+    import re
+
+    from data_pipeline.adapters.clickhouse_schema import READ_CONTRACT
+
+    db = warehouse.database
+    definitions = warehouse.query(
+        "SELECT name, create_table_query FROM system.tables"
+        " WHERE database = {db:String} AND name IN {names:Array(String)}",
+        {"db": db, "names": list(READ_CONTRACT)},
+    ).rows
+    assert len(definitions) == len(READ_CONTRACT)
+    behind = {t for _, sql in definitions for t in re.findall(rf"\b{db}\.(\w+)", sql)}
+    granted = {
+        statement.rsplit(".", 1)[1].split(" ", 1)[0]
+        for statement in access_statements(db, "w" * 32, "r" * 32)
+        if statement.startswith("GRANT SELECT ON") and statement.endswith(WAREHOUSE_READER)
+    }
+    assert "order_lines_current" in behind
+    assert behind <= granted, behind - granted

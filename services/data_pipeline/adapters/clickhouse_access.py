@@ -18,6 +18,7 @@ from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 VERSIONED_TABLES = (
     *(table.source for table in CURRENT_TABLES),
     *(table.name for table in CURRENT_TABLES),
+    *(table.lines for table in CURRENT_TABLES if table.lines),
 )
 
 

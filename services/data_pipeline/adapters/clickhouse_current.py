@@ -63,6 +63,9 @@ class CurrentTable:
     # What orders the stored rows of an object, newest last, and tells them apart: the version,
     # then the body's key (two distinct bodies can share a version: domain/versioning.py).
     version_key: tuple[str, ...] = ("version", "body_key")
+    # The set flattened into a table of its own, one row per line (see order lines below);
+    # the snapshot then also carries `max_lines`.
+    lines: str | None = None
 
     @property
     def newest(self) -> str:
@@ -81,6 +84,7 @@ class CurrentTable:
             "version",
             *self.fields,
             *(column for column, _ in self.aggregates),
+            *(("max_lines",) if self.lines else ()),
             "updated_at",
             *nested,
         )
@@ -104,6 +108,7 @@ ORDER_ITEMS = (
 )
 ORDERS = CurrentTable(
     name="orders_current",
+    lines="order_lines_current",
     source="order_versions",
     key="order_id",
     fields=(
@@ -290,6 +295,8 @@ def _snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     rules = [f"{expression} AS {column}" for column, expression in table.aggregates]
     nested, flag = table.nested, f"has_{table.nested}"
     items = [f"argMaxIf({nested}.{i}, {newest}, {flag}) AS `{nested}.{i}`" for i in table.items]
+    if table.lines:
+        rules.append(f"toUInt32(max(length(v.{nested}.item_id))) AS max_lines")
     distinct = ", ".join(table.version_key)
     return (
         f"SELECT merchant_id, {table.key}, toUInt32(uniqExact({distinct})) AS versions, "
@@ -369,19 +376,73 @@ def _tombstones(table: CurrentTable, db: str, where: str) -> str:
     it is a snapshot (version > 0) or already a tombstone.
     """
     time, key = table.time_column, table.key
+    lines_column = lines_value = lines_of_key = lines_in_year = ""
+    if table.lines:  # the tombstone says how many line positions to hide (order lines below)
+        lines_column, lines_value = "max_lines, ", "lines, "
+        lines_of_key = "max(top_lines) AS lines,"
+        lines_in_year = ", maxIf(max_lines, version > 0) AS top_lines"  # the snapshots' bound
     return (
         f"INSERT INTO {db}.{table.name} (merchant_id, {key}, versions, is_deleted, version, "
-        f"{time}, updated_at) "
-        f"SELECT merchant_id, {key}, newest_versions, 1, 0, stale.2, now64(3) FROM ("
-        f" SELECT merchant_id, {key}, maxIf(top, live) AS newest_versions,"
+        f"{lines_column}{time}, updated_at) "
+        f"SELECT merchant_id, {key}, newest_versions, 1, 0, {lines_value}stale.2, now64(3) FROM ("
+        f" SELECT merchant_id, {key}, maxIf(top, live) AS newest_versions, {lines_of_key}"
         "  argMaxIf(year, top, live) AS newest_year,"
         "  groupArray((year, top_time, live)) AS partitions"
         " FROM ("
         f"  SELECT merchant_id, {key}, toYear({time}) AS year, max(versions) AS top,"
         f"   argMax({time}, versions) AS top_time, argMax(version, versions) > 0 AS live"
+        f"{lines_in_year}"
         f"  FROM {db}.{table.name} WHERE {where}"
         f"  GROUP BY merchant_id, {key}, year"
         f" ) GROUP BY merchant_id, {key}"
         ") ARRAY JOIN partitions AS stale "
         "WHERE stale.3 AND NOT isNotDistinctFrom(stale.1, newest_year)"
+    )
+
+
+# -- order lines ---------------------------------------------------------------------------------
+# `sales_facts` reads one row per order line from `order_lines_current` (migration 9) instead of
+# ARRAY JOINing the items of each order row at query time: the top-products queries read a third
+# of the data (docs/benchmarks.md). A line is keyed by its position in the order's item set, so
+# the table shows exactly what the set holds, duplicated ids included.
+#
+# A materialized view on `orders_current` writes the lines of every row inserted there, in the
+# same insert and with the row's `versions`, so no statement is added to the refresh:
+# - a snapshot: its lines, live (or deleted with the order), and a tombstone at every position
+#   after its last line up to `max_lines`, the most lines any stored version of the order listed
+#   (every position any snapshot of it can have written): lines an edit removed are hidden;
+# - an order's tombstone in a partition it left (`_tombstones` above): a tombstone at every
+#   position up to `max_lines` there.
+# Why that is exact under any interleaving: a newer snapshot was computed from a superset of the
+# versions, so its `max_lines` covers every position an older snapshot wrote, and it has more
+# versions. In its own partition it writes a newer row at each of those positions (live line or
+# tombstone); a partition it left gets an order tombstone, hence line tombstones, with its
+# versions, from the pass that runs after every refresh (including the stale loader's own).
+
+
+def order_lines_select(db: str, *, current: bool = False) -> str:
+    """The lines (and line tombstones) of the rows inserted into `orders_current`, as the
+    materialized view writes them; with `current`, of each order's current state (to fill the
+    table once: live orders only, and no tombstones, the table being empty)."""
+    if current:
+        source = (
+            f"{db}.orders_current FINAL ARRAY JOIN arrayEnumerate(items.item_id) AS line "
+            "WHERE is_deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
+        )
+    else:
+        positions = "range(1, greatest(max_lines, length(items.item_id)) + 1)"
+        source = f"{db}.orders_current ARRAY JOIN {positions} AS line"
+    # Past the set's end, `items.x[line]` is the column type's default: a tombstone's values.
+    return (
+        "SELECT merchant_id, order_id, toUInt32(line) AS line, versions, "
+        "if(line > length(items.item_id), 1, is_deleted) AS is_deleted, "
+        + ", ".join(
+            # A line without a currency of its own is in its order's.
+            f"ifNull(items.{column}[line], currency) AS {column}"
+            if column == "currency"
+            else f"items.{column}[line] AS {column}"
+            for column in ORDER_ITEMS
+        )
+        + ", status AS order_status, ifNull(is_draft, 0) AS is_draft, "
+        f"created_at AS order_created_at FROM {source}"
     )

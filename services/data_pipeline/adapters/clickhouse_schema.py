@@ -27,6 +27,7 @@ from data_pipeline.adapters.clickhouse_current import (
     ORDERS,
     PRODUCTS,
     full_refresh,
+    order_lines_select,
 )
 
 
@@ -418,6 +419,7 @@ _CONTRACT_VIEWS = (
 _V4_TABLES = (
     replace(
         ORDERS,
+        lines=None,
         fields=ORDERS.fields[: ORDERS.fields.index("cod_fee")],
         items=ORDER_ITEMS[:10],
         clearable=(),
@@ -800,6 +802,62 @@ MIGRATIONS += (
             f"ALTER TABLE {{db}}.{table} ADD COLUMN IF NOT EXISTS body_key UInt64, "
             f"MODIFY ORDER BY (merchant_id, {key}, version, body_key)"
             for table, key in _VERSION_TABLES.items()
+        ),
+    ),
+)
+MIGRATIONS += (
+    Migration(
+        9,
+        "order lines as rows of their own behind sales_facts (kept by a materialized view of "
+        "the orders' snapshots), instead of the items of each order row",
+        (
+            f"""CREATE TABLE IF NOT EXISTS {{db}}.order_lines_current (
+                merchant_id UInt64,
+                order_id UInt64,
+                line UInt32,
+                versions UInt32,
+                is_deleted UInt8,
+                item_id UInt64,
+                product_id Nullable(UInt64),
+                sku String,
+                name String,
+                quantity Decimal(18, 4),
+                unit_price Decimal(18, 4),
+                discount Decimal(18, 4),
+                tax Decimal(18, 4),
+                line_total Decimal(18, 4),
+                currency LowCardinality(Nullable(String)),
+                option_names Array(String),
+                option_values Array(String),
+                option_prices Array(Decimal(18, 4)),
+                variant_key String,
+                order_status LowCardinality(Nullable(String)),
+                is_draft UInt8,
+                order_created_at {_TIME},
+                INDEX order_created_at_minmax order_created_at TYPE minmax GRANULARITY 1
+            ) ENGINE = ReplacingMergeTree(versions, is_deleted)
+            PARTITION BY toYear(order_created_at)
+            ORDER BY (merchant_id, order_id, line)
+            SETTINGS {_SETTLED}""",
+            # What a loader of the version before writes (it names no `max_lines`) until the
+            # functions are updated: its snapshot's own lines, and for its tombstone of the
+            # partition an order left, more positions than an order has, so that no line of
+            # the order stays in that partition (the new version's rows always name it).
+            "ALTER TABLE {db}.orders_current ADD COLUMN IF NOT EXISTS max_lines UInt32 "
+            "DEFAULT if(version = 0, 1000, length(items.item_id))",
+            # First the view, then the copy: a snapshot a loader inserts meanwhile writes its own
+            # lines (more versions than the copy's, so the copy cannot override them).
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.order_lines_of_snapshots "
+            "TO {db}.order_lines_current AS " + order_lines_select("{db}"),
+            "INSERT INTO {db}.order_lines_current " + order_lines_select("{db}", current=True),
+            """CREATE OR REPLACE VIEW {db}.sales_facts AS
+            SELECT merchant_id, order_id, item_id, product_id, sku, name, quantity, unit_price,
+                discount, tax, line_total, currency,
+                CAST(arrayZip(option_names, option_values, option_prices),
+                    'Array(Tuple(name String, value String, price Decimal(18, 4)))') AS options,
+                variant_key, order_status, order_created_at
+            FROM {db}.order_lines_current FINAL WHERE is_deleted = 0 AND is_draft = 0
+            SETTINGS do_not_merge_across_partitions_select_final = 1""",
         ),
     ),
 )
