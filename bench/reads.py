@@ -201,6 +201,18 @@ def build_floor(client: Any, db: str) -> None:
 _ITEM_COLUMNS = ", ".join(f"`items.{item}`" for item in ORDER_ITEMS)
 
 
+def _arrays_sales(client: Any, view: str, orders: str) -> None:
+    """Line items as the arrays of each order row, ARRAY JOINed at query time."""
+    client.command(
+        f"CREATE VIEW {view} AS SELECT merchant_id, order_id, "
+        "items.item_id AS item_id, items.product_id AS product_id, "
+        "items.quantity AS quantity, items.line_total AS line_total, "
+        f"created_at AS order_created_at FROM {orders} FINAL ARRAY JOIN items "
+        "WHERE is_deleted = 0 AND ifNull(is_draft, 0) = 0 "
+        "SETTINGS do_not_merge_across_partitions_select_final = 1"
+    )
+
+
 def build_alternatives(client: Any, db: str) -> None:
     """The same snapshots under other layouts, and the layout before (versions at query time)."""
     for name, partition in (("month", "PARTITION BY toYYYYMM(created_at)"), ("none", "")):
@@ -218,22 +230,9 @@ def build_alternatives(client: Any, db: str) -> None:
             f"CREATE VIEW {db}.alt_orders_{name} AS SELECT * EXCEPT (versions, is_deleted, "
             f"version, {_ITEM_COLUMNS}) FROM {db}.orders_{name} {final}"
         )
-        client.command(
-            f"CREATE VIEW {db}.alt_sales_{name} AS SELECT merchant_id, order_id, "
-            "items.item_id AS item_id, items.product_id AS product_id, "
-            "items.quantity AS quantity, items.line_total AS line_total, "
-            f"created_at AS order_created_at FROM {db}.orders_{name} FINAL ARRAY JOIN items "
-            "WHERE is_deleted = 0 SETTINGS do_not_merge_across_partitions_select_final = 1"
-        )
-    # Line items as the arrays of each order row, ARRAY JOINed at query time (migrations 4-8).
-    client.command(
-        f"CREATE VIEW {db}.arrays_sales AS SELECT merchant_id, order_id, "
-        "items.item_id AS item_id, items.product_id AS product_id, "
-        "items.quantity AS quantity, items.line_total AS line_total, "
-        f"created_at AS order_created_at FROM {db}.orders_current FINAL ARRAY JOIN items "
-        "WHERE is_deleted = 0 AND ifNull(is_draft, 0) = 0 "
-        "SETTINGS do_not_merge_across_partitions_select_final = 1"
-    )
+        _arrays_sales(client, f"{db}.alt_sales_{name}", f"{db}.orders_{name}")
+    # The contract's own snapshots with the lines read as arrays (migrations 4-8).
+    _arrays_sales(client, f"{db}.arrays_sales", f"{db}.orders_current")
     # The earlier storage, for its size: version rows without items, item sets on their own.
     client.command(
         f"CREATE TABLE {db}.earlier_order_versions AS {db}.order_versions "
@@ -364,13 +363,14 @@ def sizes(client: Any, db: str, orders: int) -> dict[str, float]:
         return round(sum(by_table.get(t, 0) for t in tables) * per_million, 1)
 
     others = ("product_versions", "customer_versions", "abandoned_cart_versions")
-    current = (*(t.name for t in CURRENT_TABLES), *(t.lines for t in CURRENT_TABLES if t.lines))
+    lines = tuple(t.lines for t in CURRENT_TABLES if t.lines)
+    current = (*(t.name for t in CURRENT_TABLES), *lines)
     result = {
         "chosen layout (versions with items + current state)": total(
             ("order_versions", *others, *current)
         ),
         "of which the current state": total(current),
-        "of which order lines as rows": total(("order_lines_current",)),
+        "of which order lines as rows": total(lines),
     }
     if "earlier_order_versions" in by_table:
         result["earlier layout (versions + item sets)"] = total(
