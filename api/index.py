@@ -4,6 +4,7 @@ Vercel installs pyproject.toml's (production) dependencies; the service's packag
 the path from the repository checkout it deploys.
 """
 
+import gc
 import sys
 from pathlib import Path
 
@@ -13,3 +14,4 @@ sys.path[:0] = [str(ROOT / "services"), str(ROOT)]
 from data_pipeline.entrypoints.api.app import create_app  # noqa: E402
 
 app = create_app()
+gc.freeze()  # the start-up's objects out of the cyclic GC's sight, as on Lambda (lambda_handler.py)
