@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.dev_credentials import (
+    DEV_QSTASH_CURRENT_SIGNING_KEY,
+    DEV_QSTASH_NEXT_SIGNING_KEY,
+    DEV_QSTASH_TOKEN,
+)
 from shared.topics import EMBED_FLOW, EVENTS_FLOW, SYNC_FLOW, scoped
 
-# The public, deterministic credentials of QStash's local development server (Upstash documents
-# them as dev-only). The local QStash-compatible server uses the same ones by default.
-DEV_QSTASH_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="  # noqa: S105
-DEV_QSTASH_CURRENT_SIGNING_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
-DEV_QSTASH_NEXT_SIGNING_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
 # The warehouse's database users: created by the migrator, named in the DSNs infra builds.
 WAREHOUSE_WRITER = "pipeline_writer"  # the pipeline: SELECT, INSERT
 WAREHOUSE_READER = "app_reader"  # the app: SELECT on the read contract

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from data_pipeline.entrypoints.cli.console import console, fail, run
-from shared.contract import DEV_QSTASH_TOKEN
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 
 app = typer.Typer(help="Change data capture from PostgreSQL into ClickHouse.", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from data_pipeline.entrypoints.cli.console import console, fail, run
-from shared.contract import DEV_QSTASH_TOKEN
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 from shared.domain_events import EVENT_NAMES, TOPIC_PREFIX, event_topic
 
 app = typer.Typer(help="Domain events published for the rest of the platform.")

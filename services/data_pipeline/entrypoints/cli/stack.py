@@ -14,7 +14,6 @@ from rich.panel import Panel
 from rich.table import Table
 
 from data_pipeline.entrypoints.cli.console import console, fail, run
-from shared.contract import ConfigurationError, load_settings
 
 HostOption = Annotated[str, typer.Option(help="Interface to bind.")]
 DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Where local state lives.")]
@@ -69,6 +68,7 @@ def dev(
     """Run the local stack (QStash-compatible server, Salla emulator, pipeline) until Ctrl-C."""
     from data_pipeline.devtools.local_secrets import local_secrets
     from data_pipeline.devtools.local_stack import LocalStack, LocalStackOptions
+    from shared.contract import ConfigurationError
 
     options = LocalStackOptions(
         data_dir=data_dir,
@@ -276,6 +276,7 @@ def intake_dev(
     from data_pipeline.bootstrap import bootstrap_intake
     from data_pipeline.devtools.intake_front import create_front_app
     from data_pipeline.devtools.serving import start_server
+    from shared.contract import ConfigurationError, load_settings
 
     try:
         settings = load_settings()
