@@ -44,7 +44,7 @@ from data_pipeline.service_layer.cdc import RANGE_ROWS, CdcCapture, keep_drainin
 from qstash import AsyncQStash
 
 from bench.processes import CLI, clean_env, free_port, process, workdir
-from shared.contract import DEV_QSTASH_TOKEN
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 from shared.topics import CDC_DRAIN_CRON, CDC_DRAIN_PATH
 
 RATE_TXNS = 100

@@ -22,7 +22,7 @@ from data_pipeline.domain.webhook_auth import expected_signature
 from qstash import AsyncQStash
 
 from bench.processes import CLI, clean_env, free_port, process, workdir
-from shared.contract import DEV_QSTASH_TOKEN
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 from shared.topics import RAW_EVENTS_TOPIC, WEBHOOK_PATH
 
 

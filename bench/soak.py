@@ -40,11 +40,11 @@ from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authori
 from data_pipeline.devtools.salla_samples import StoreSimulation, delivery_schedule
 
 from bench.processes import workdir
-from shared.contract import (
+from shared.contract import env_var_names
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,
-    env_var_names,
 )
 
 WEBHOOK_MERCHANT = 1_305_777_001

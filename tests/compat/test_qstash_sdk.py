@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from data_pipeline.devtools.serving import bind_socket, start_server, wait_until_healthy
 
-from shared.contract import (
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,

@@ -8,7 +8,7 @@ import pytest
 from data_pipeline.devtools.salla_samples import demo_store, encode
 from qstash import QStash
 
-from shared.contract import DEV_QSTASH_TOKEN
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 from shared.topics import RAW_EVENTS_TOPIC
 from tests.support.cli import clean_env, run_cli, start_cli, wait_healthy
 from tests.support.redis_server import free_port

@@ -24,7 +24,7 @@ from data_pipeline.devtools.salla_samples import (
     encode,
 )
 
-from shared.contract import DEV_QSTASH_CURRENT_SIGNING_KEY
+from shared.dev_credentials import DEV_QSTASH_CURRENT_SIGNING_KEY
 from shared.topics import EMBED_PATH
 from tests.support.embeddings import inject_fault
 from tests.support.harness import API_KEY

@@ -15,7 +15,7 @@ from data_pipeline.devtools.salla_samples import (
 )
 from data_pipeline.domain import orders as order_domain
 
-from shared.contract import DEV_QSTASH_CURRENT_SIGNING_KEY
+from shared.dev_credentials import DEV_QSTASH_CURRENT_SIGNING_KEY
 from shared.topics import PROCESS_EVENT_PATH, WEBHOOK_PATH
 from tests.support.harness import WEBHOOK_SECRET
 

@@ -115,7 +115,7 @@ def probe(directory, events, environment, runtime=None):
 def production_environment(role, qstash_url, redis_url, tmp_path):
     from data_pipeline.adapters.token_cipher import TokenCipher
 
-    from shared.contract import DEV_QSTASH_CURRENT_SIGNING_KEY, DEV_QSTASH_NEXT_SIGNING_KEY
+    from shared.dev_credentials import DEV_QSTASH_CURRENT_SIGNING_KEY, DEV_QSTASH_NEXT_SIGNING_KEY
 
     return {
         "PATH": "/usr/bin:/bin",

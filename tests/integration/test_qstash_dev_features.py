@@ -16,7 +16,7 @@ from qstash import AsyncQStash, Receiver
 from qstash.errors import QStashError
 from qstash.log import LogState
 
-from shared.contract import (
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,

@@ -23,11 +23,11 @@ from data_pipeline.devtools.serving import RunningServer, bind_socket, start_ser
 from data_pipeline.domain.webhook_auth import expected_signature
 from data_pipeline.entrypoints.api.app import create_app
 
-from shared.contract import (
+from shared.contract import PipelineSettings
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,
-    PipelineSettings,
 )
 from shared.topics import TOPIC_DELIVERY_PATHS, WEBHOOK_PATH
 

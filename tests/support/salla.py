@@ -23,7 +23,7 @@ from data_pipeline.devtools.salla_emulator.app import (
 from data_pipeline.devtools.salla_emulator.client import EmulatorClient, authorization_event
 from data_pipeline.devtools.serving import RunningServer, start_server
 
-from shared.contract import DEV_QSTASH_CURRENT_SIGNING_KEY
+from shared.dev_credentials import DEV_QSTASH_CURRENT_SIGNING_KEY
 from shared.topics import SYNC_STEP_PATH
 from tests.support.harness import API_KEY, Harness
 

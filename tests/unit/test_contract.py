@@ -6,13 +6,13 @@ import pytest
 from data_pipeline.adapters.token_cipher import TokenCipher
 
 from shared.contract import (
-    DEV_QSTASH_TOKEN,
     ConfigurationError,
     PipelineSettings,
     env_var_names,
     load_settings,
     secret_env_var_names,
 )
+from shared.dev_credentials import DEV_QSTASH_TOKEN
 
 KEY = TokenCipher.generate_key()
 VALID = {

@@ -44,12 +44,11 @@ from data_pipeline.bootstrap import Container, bootstrap
 from data_pipeline.devtools.local_secrets import LocalSecrets, local_secrets
 from data_pipeline.devtools.serving import RunningServer, bind_socket, start_server
 from data_pipeline.entrypoints.api.app import create_app
-from shared.contract import (
+from shared.contract import PipelineSettings, load_settings
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,
-    PipelineSettings,
-    load_settings,
 )
 from shared.domain_events import event_topic
 from shared.topics import RAW_EVENTS_TOPIC, TOPIC_DELIVERY_PATHS

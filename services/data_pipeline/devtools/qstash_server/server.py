@@ -10,7 +10,7 @@ from data_pipeline.devtools.qstash_server.dispatcher import Dispatcher
 from data_pipeline.devtools.qstash_server.schedules import Scheduler
 from data_pipeline.devtools.qstash_server.store import FINISHED_RETENTION_MS, QStashStore
 from data_pipeline.devtools.serving import RunningServer, start_server
-from shared.contract import (
+from shared.dev_credentials import (
     DEV_QSTASH_CURRENT_SIGNING_KEY,
     DEV_QSTASH_NEXT_SIGNING_KEY,
     DEV_QSTASH_TOKEN,
