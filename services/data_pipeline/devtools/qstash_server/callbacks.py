@@ -14,7 +14,7 @@ import base64
 import json
 from typing import Any
 
-from data_pipeline.devtools.qstash_server.model import Message, new_message_id, now_ms
+from data_pipeline.devtools.qstash_server.model import Headers, Message, new_message_id, now_ms
 from data_pipeline.devtools.qstash_server.timing import parse_delay
 
 
@@ -51,10 +51,10 @@ def callback_message(
         "callerIP": source.caller_ip,
     }
     document.update({key: value for key, value in optional.items() if value})
-    headers = {"Content-Type": ["application/json"]}
+    headers: Headers = {"Content-Type": ("application/json",)}
     for name, value in options.items():
         if name.startswith("forward-"):
-            headers[name[len("forward-") :]] = [value]
+            headers[name[len("forward-") :]] = (value,)
     created = now_ms()
     delay = options.get("delay")
     timeout = options.get("timeout")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from data_pipeline.devtools.qstash_server.model import FlowControl, now_ms
+from data_pipeline.devtools.qstash_server.model import FlowControl, Headers, flow_control, now_ms
 from data_pipeline.devtools.qstash_server.timing import (
     InvalidTiming,
     compile_retry_delay,
@@ -42,7 +42,7 @@ class Draft:
 
     destination: str
     body: bytes
-    headers: dict[str, list[str]]
+    headers: Headers
     method: str = "POST"
     retries: int = DEFAULT_RETRIES
     retry_delay: str | None = None
@@ -118,7 +118,7 @@ def parse_draft(
     draft = Draft(
         destination=destination,
         body=body,
-        headers=forwarded,
+        headers={name: tuple(values) for name, values in forwarded.items()},
         method=_method(lowered.get("upstash-method", "POST")),
         retries=parse_retries(lowered.get("upstash-retries")),
         label=lowered.get("upstash-label") or None,
@@ -224,4 +224,4 @@ def parse_flow_control(key: str | None, value: str | None) -> FlowControl | None
         if number < 1:
             raise ApiError(400, f"flow-control {name} must be at least 1")
         settings[name] = number
-    return FlowControl(key=key, **settings)
+    return flow_control(key, **settings)

@@ -4,6 +4,7 @@ shapes the QStash v2 API gives them (../shared/reference/qstash.md §1.1)."""
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import secrets
 import time
@@ -32,9 +33,18 @@ def next_sequence() -> int:
     return next(_sequence)
 
 
+# Headers delivered to the destination, as QStash reports them: name → values. Tuples, not
+# lists: every pending message is held in memory, and a tuple of strings (then the dict holding
+# only such tuples) leaves the cyclic GC's sight, where lists stay tracked. At 40,000 held
+# messages a full collection took 49 ms with lists and 9 ms with tuples and shared flow-control
+# settings (docs/benchmarks.md): pauses in the middle of every publish.
+Headers = dict[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class FlowControl:
-    """`Upstash-Flow-Control-Key` + `-Value` (parallelism, rate per period in seconds)."""
+    """`Upstash-Flow-Control-Key` + `-Value` (parallelism, rate per period in seconds).
+    Immutable: messages with the same settings share one instance (`flow_control`)."""
 
     key: str
     parallelism: int | None = None
@@ -50,15 +60,28 @@ class FlowControl:
         return document
 
 
+def flow_control(
+    key: str, parallelism: int | None = None, rate: int | None = None, period: int = 1
+) -> FlowControl:
+    """The one instance for these settings (a bounded cache: any number of keys still works)."""
+    return _shared_flow_control(key, parallelism, rate, period)  # one cache key per settings
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_flow_control(
+    key: str, parallelism: int | None, rate: int | None, period: int
+) -> FlowControl:
+    return FlowControl(key, parallelism, rate, period)
+
+
 @dataclass
 class Message:
     message_id: str
     url: str
     method: str
     body: bytes
-    # Headers delivered to the destination (Upstash-Forward-* with the prefix removed), as
-    # QStash reports them: name → list of values.
-    headers: dict[str, list[str]]
+    # Headers delivered to the destination (Upstash-Forward-* with the prefix removed).
+    headers: Headers
     max_retries: int
     created_at_ms: int
     not_before_ms: int
@@ -102,9 +125,11 @@ class Message:
         document = orjson.loads(metadata)
         document.pop("extra", None)  # written by older versions of this server
         control = document.pop("flow_control", None)
+        headers = {name: tuple(values) for name, values in document.pop("headers").items()}
         return cls(
             body=bytes(body),
-            flow_control=FlowControl(**control) if control else None,
+            headers=headers,
+            flow_control=flow_control(**control) if control else None,
             **document,
         )
 
