@@ -19,6 +19,8 @@ from shared.contract import PipelineSettings
 from shared.topics import EMBED_PATH, SYNC_STEP_PATH
 
 if TYPE_CHECKING:
+    import httpx
+
     from data_pipeline.adapters.archive import ArchiveStore
     from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.embedder import Embedder
@@ -152,7 +154,9 @@ def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStor
     return Rag(embedder, vectors, indexer, RagSearch(embedder=embedder, index=vectors))
 
 
-def _queue(settings: PipelineSettings) -> QStashQueue:
+def _queue(
+    settings: PipelineSettings, http_transport: httpx.AsyncBaseTransport | None = None
+) -> QStashQueue:
     return QStashQueue(
         token=settings.qstash_token.get_secret_value(),
         base_url=str(settings.qstash_url).rstrip("/"),
@@ -160,6 +164,7 @@ def _queue(settings: PipelineSettings) -> QStashQueue:
         retry_delay=settings.qstash_retry_delay,
         topic_prefix=settings.qstash_topic_prefix,
         flow_parallelism=settings.flow_parallelism,
+        http_transport=http_transport,
     )
 
 
@@ -175,11 +180,15 @@ def _ingress(
 
 
 def bootstrap_intake(
-    settings: PipelineSettings, *, metrics: PipelineMetrics | None = None
+    settings: PipelineSettings,
+    *,
+    metrics: PipelineMetrics | None = None,
+    qstash_transport: httpx.AsyncBaseTransport | None = None,
 ) -> IntakeContainer:
+    """The intake's parts; `qstash_transport` for a long-running front (see QStashQueue)."""
     configure_logging(settings.log_level)
     metrics = metrics or PipelineMetrics()
-    queue = _queue(settings)
+    queue = _queue(settings, qstash_transport)
     return IntakeContainer(settings, metrics, queue, _ingress(settings, queue, metrics))
 
 

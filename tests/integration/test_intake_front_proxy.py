@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import httpx
 import pytest
 from data_pipeline.bootstrap import bootstrap_intake
 from data_pipeline.devtools.intake_front import create_front_app
+from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
+from data_pipeline.devtools.salla_samples import encode, sample_envelope
 from data_pipeline.devtools.serving import start_server
+from data_pipeline.domain.webhook_auth import expected_signature
+from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.harness import API_KEY, harness_settings
+from shared.topics import RAW_EVENTS_TOPIC, WEBHOOK_PATH
+from tests.support.harness import API_KEY, WEBHOOK_SECRET, harness_settings
 from tests.support.redis_server import free_port
 
 
@@ -82,3 +88,50 @@ async def test_the_front_proxies_again_once_the_worker_is_back(settings):
             await server.stop()
     assert up.status_code == 200
     assert up.json() == {"status": "ok"}
+
+
+async def test_webhooks_through_the_fronts_aiohttp_transport_publish_and_fail_over_cleanly(
+    tmp_path,
+):
+    """The front publishes through the QStash SDK on an aiohttp transport (`intake-dev`): with
+    the queue down a webhook is a 503 naming it (nothing accepted), once the queue is up it is
+    published, and a repeat is reported as QStash's deduplication."""
+    port = free_port()
+    settings = harness_settings(
+        public_url="http://127.0.0.1:8000",
+        qstash_url=f"http://127.0.0.1:{port}",
+        chdb_path=tmp_path / "chdb",
+        database="analytics",
+        data_dir=tmp_path,
+    )
+    aiohttp_transport = AiohttpTransport()
+    container = bootstrap_intake(settings, qstash_transport=aiohttp_transport)
+    app = create_front_app(container, f"http://127.0.0.1:{free_port()}")
+    body = encode(sample_envelope("order.created"))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Salla-Signature": expected_signature(body, WEBHOOK_SECRET.encode()),
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://front") as client:
+        down = await client.post(WEBHOOK_PATH, content=body, headers=headers)
+        assert down.status_code == 503
+        assert "queue unavailable" in down.text
+        qstash = await QStashDevServer(
+            QStashDevConfig(data_dir=tmp_path / "qstash", port=port, hold=True)
+        ).start()
+        try:
+            await container.queue.ensure_topic(RAW_EVENTS_TOPIC, ["http://127.0.0.1:9/raw"])
+            first = await client.post(WEBHOOK_PATH, content=body, headers=headers)
+            again = await client.post(WEBHOOK_PATH, content=body, headers=headers)
+            assert qstash.state is not None
+            stored = qstash.state.dispatcher.pending
+            used = isinstance(aiohttp_transport.client, aiohttp.ClientSession)
+        finally:
+            await container.aclose()
+            await qstash.stop()
+    assert (first.status_code, first.json()["deduplicated"]) == (200, False)
+    assert (again.status_code, again.json()["deduplicated"]) == (200, True)
+    assert stored == 1
+    assert used  # the publishes went through aiohttp's session
+    assert container.metrics.accepted_total() == 2

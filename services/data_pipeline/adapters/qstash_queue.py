@@ -14,6 +14,11 @@ The SDK's own timeout is 600 s and it retries connection errors with multi-secon
 webhook acks cannot wait that long, so every wait runs under a short deadline and a failure
 becomes TransientError (the webhook answers 503 and Salla retries later).
 
+The SDK talks HTTP through httpx; a long-running publisher with many webhooks in flight (the
+local stack's front) may give it another transport: the same requests, less CPU per request
+(httpcore's pool and h11 parsing were a sixth of the front's CPU per webhook). A Lambda
+instance answers one webhook at a time and keeps the default.
+
 Names are the deployment's own (QSTASH_TOPIC_PREFIX): URL groups and flow-control keys are
 account-level. Every message bound for a worker carries its flow's key and parallelism
 (shared.topics), so QStash keeps each kind of work within its share of the worker function.
@@ -70,10 +75,18 @@ class QStashQueue(EventQueue):
         topic_prefix: str = "",
         flow_parallelism: dict[str, int] | None = None,
         publish_timeout: float = 5.0,
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.client = AsyncQStash(
             token, base_url=base_url, retry={"retries": 1, "backoff": lambda attempt: 100}
         )
+        if http_transport is not None:
+            # The SDK builds its httpx client without a transport option: the same client
+            # (its own default timeout) on the given transport.
+            sdk_http = self.client.http
+            sdk_http._client = httpx.AsyncClient(
+                timeout=sdk_http._client.timeout, transport=http_transport
+            )
         self._retries = retries
         self._retry_delay = retry_delay
         self._prefix = topic_prefix
