@@ -6,6 +6,10 @@ QStash-compatible server in hold mode (it stores every publish durably but does 
 in production where deliveries land on other function instances), the bare endpoint, and the load
 generator. Targets (issue 2): p99 ack ≤ 25 ms at half of our peak; our peak ≥ 40% of the bare one.
 
+The peaks are measured in rounds, bare then ours, and the ratio reported is the median of the
+rounds' ratios: on this shared box either peak alone moves by ±10 % from one run to the next,
+and a single pair measured that noise as much as the code.
+
 Every request of our runs is a first publish: each run reads its own file of distinct webhooks,
 larger than it can send (the generator reports any repeat), because a repeated body is
 deduplicated by QStash and costs less than the path production takes.
@@ -27,8 +31,14 @@ from data_pipeline.domain.webhook_auth import expected_signature
 from bench.processes import CLI, PYTHON, clean_env, free_port, loadgen, process, workdir
 from shared.topics import WEBHOOK_PATH
 
-# Distinct webhooks per run: more than the run can send on this machine (peak ≈ 3,000 req/s).
-RUN_BODIES = {"warmup": 6_000, "peak": 40_000, "half": 24_000, "single": 8_000}
+PEAK_ROUNDS = 3
+# Distinct webhooks per run: more than the run can send on this machine (peak ≈ 4,000 req/s).
+RUN_BODIES = {
+    "warmup": 6_000,
+    **{f"peak{round_}": 30_000 for round_ in range(PEAK_ROUNDS)},
+    "half": 24_000,
+    "single": 8_000,
+}
 
 
 def write_requests(path: Path, target_path: str, secret: str, count: int, first: int = 0) -> None:
@@ -77,12 +87,20 @@ def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
         ):
             for url, file in ((bare_url, bare_file), (ours_url, files["warmup"])):
                 loadgen(url, file, mode="peak", connections=8, duration=1)
-            bare_peak = loadgen(
-                bare_url, bare_file, mode="peak", connections=connections, duration=duration
-            )
-            ours_peak = loadgen(
-                ours_url, files["peak"], mode="peak", connections=connections, duration=duration
-            )
+            rounds = []
+            for round_ in range(PEAK_ROUNDS):
+                bare_round = loadgen(
+                    bare_url, bare_file, mode="peak", connections=connections, duration=duration
+                )
+                ours_round = loadgen(
+                    ours_url,
+                    files[f"peak{round_}"],
+                    mode="peak",
+                    connections=connections,
+                    duration=duration,
+                )
+                rounds.append((ours_round["rps"] / bare_round["rps"], bare_round, ours_round))
+            ratio, bare_peak, ours_peak = sorted(rounds, key=lambda pair: pair[0])[len(rounds) // 2]
             half = max(10.0, ours_peak["rps"] / 2)
             ours_half = loadgen(
                 ours_url,
@@ -106,14 +124,16 @@ def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
     return {
         "bare_peak": bare_peak,
         "ours_peak": ours_peak,
-        "peak_ratio": round(ours_peak["rps"] / bare_peak["rps"], 3),
+        "peak_ratio": round(ratio, 3),
+        "peak_ratios_by_round": [round(pair[0], 3) for pair in rounds],
+        "peak_repeats": sum(pair[2]["repeats"] for pair in rounds),
         "half_rate_rps": round(half, 1),
         "ours_at_half": ours_half,
         "bare_at_half": bare_half,
         "one_at_a_time": single,
         "targets": {
             "p99_at_half_ms<=25": ours_half["p99_ms"] <= 25,
-            "peak_ratio>=0.40": ours_peak["rps"] / bare_peak["rps"] >= 0.40,
+            "peak_ratio>=0.40": ratio >= 0.40,
         },
     }
 
@@ -121,11 +141,12 @@ def measure(duration: float = 6.0, connections: int = 32) -> dict[str, object]:
 def report(result: dict[str, object]) -> str:
     bp, op = result["bare_peak"], result["ours_peak"]
     oh, bh = result["ours_at_half"], result["bare_at_half"]
-    repeats = op["repeats"] + oh["repeats"] + result["one_at_a_time"]["repeats"]
+    repeats = result["peak_repeats"] + oh["repeats"] + result["one_at_a_time"]["repeats"]
     lines = [
         "webhook ack (loopback, 1 service process, QStash in its own process)",
         f"  peak   bare {bp['rps']:>8.1f} req/s   ours {op['rps']:>8.1f} req/s   "
-        f"ratio {result['peak_ratio']:.2f} (target >= 0.40)",
+        f"ratio {result['peak_ratio']:.2f} (target >= 0.40; median of the rounds "
+        f"{', '.join(f'{r:.2f}' for r in result['peak_ratios_by_round'])})",
         f"  at {result['half_rate_rps']:.0f} req/s (half our peak): ours p50 {oh['p50_ms']} ms, "
         f"p99 {oh['p99_ms']} ms (target <= 25); bare p99 {bh['p99_ms']} ms",
         f"  one at a time (as on Lambda: no group commit, one QStash publish per webhook): "
