@@ -19,11 +19,10 @@ from shared.contract import PipelineSettings
 from shared.topics import EMBED_PATH, SYNC_STEP_PATH
 
 if TYPE_CHECKING:
-    import httpx
-
     from data_pipeline.adapters.archive import ArchiveStore
     from data_pipeline.adapters.clickhouse_cdc import CdcSink
     from data_pipeline.adapters.embedder import Embedder
+    from data_pipeline.adapters.qstash_queue import SdkHttpClient
     from data_pipeline.adapters.qstash_signature import DeliveryVerifier
     from data_pipeline.adapters.salla_api import SallaGateway
     from data_pipeline.adapters.salla_oauth import SallaOAuth
@@ -154,9 +153,7 @@ def build_rag(settings: PipelineSettings, warehouse: Warehouse, state: StateStor
     return Rag(embedder, vectors, indexer, RagSearch(embedder=embedder, index=vectors))
 
 
-def _queue(
-    settings: PipelineSettings, http_transport: httpx.AsyncBaseTransport | None = None
-) -> QStashQueue:
+def _queue(settings: PipelineSettings, http_client: SdkHttpClient | None = None) -> QStashQueue:
     return QStashQueue(
         token=settings.qstash_token.get_secret_value(),
         base_url=str(settings.qstash_url).rstrip("/"),
@@ -164,7 +161,7 @@ def _queue(
         retry_delay=settings.qstash_retry_delay,
         topic_prefix=settings.qstash_topic_prefix,
         flow_parallelism=settings.flow_parallelism,
-        http_transport=http_transport,
+        http_client=http_client,
     )
 
 
@@ -183,12 +180,12 @@ def bootstrap_intake(
     settings: PipelineSettings,
     *,
     metrics: PipelineMetrics | None = None,
-    qstash_transport: httpx.AsyncBaseTransport | None = None,
+    qstash_http_client: SdkHttpClient | None = None,
 ) -> IntakeContainer:
-    """The intake's parts; `qstash_transport` for a long-running front (see QStashQueue)."""
+    """The intake's parts; `qstash_http_client` for a long-running front (see QStashQueue)."""
     configure_logging(settings.log_level)
     metrics = metrics or PipelineMetrics()
-    queue = _queue(settings, qstash_transport)
+    queue = _queue(settings, qstash_http_client)
     return IntakeContainer(settings, metrics, queue, _ingress(settings, queue, metrics))
 
 

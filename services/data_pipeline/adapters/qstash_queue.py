@@ -15,9 +15,9 @@ webhook acks cannot wait that long, so every wait runs under a short deadline an
 becomes TransientError (the webhook answers 503 and Salla retries later).
 
 The SDK talks HTTP through httpx; a long-running publisher with many webhooks in flight (the
-local stack's front) may give it another transport: the same requests, less CPU per request
-(httpcore's pool and h11 parsing were a sixth of the front's CPU per webhook). A Lambda
-instance answers one webhook at a time and keeps the default.
+local stack's front) may give it another client for that (`SdkHttpClient`): the SDK's own
+requests and answers with less CPU each (httpx's client layer was a tenth of the front's CPU
+per webhook). A Lambda instance answers one webhook at a time and keeps httpx.
 
 Names are the deployment's own (QSTASH_TOPIC_PREFIX): URL groups and flow-control keys are
 account-level. Every message bound for a worker carries its flow's key and parallelism
@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from qstash import AsyncQStash
@@ -57,6 +58,23 @@ _FAILURES = (
 )
 
 
+class SdkHttpClient(Protocol):
+    """What the SDK's async HTTP client calls of its `httpx.AsyncClient` when publishing (the
+    local front's stand-in: `devtools/qstash_aiohttp.py`)."""
+
+    async def request(
+        self,
+        *,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: str | bytes | None = None,
+    ) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Waiting:
     entry: dict[str, Any]
@@ -75,18 +93,14 @@ class QStashQueue(EventQueue):
         topic_prefix: str = "",
         flow_parallelism: dict[str, int] | None = None,
         publish_timeout: float = 5.0,
-        http_transport: httpx.AsyncBaseTransport | None = None,
+        http_client: SdkHttpClient | None = None,
     ) -> None:
         self.client = AsyncQStash(
             token, base_url=base_url, retry={"retries": 1, "backoff": lambda attempt: 100}
         )
-        if http_transport is not None:
-            # The SDK builds its httpx client without a transport option: the same client
-            # (its own default timeout) on the given transport.
-            sdk_http = self.client.http
-            sdk_http._client = httpx.AsyncClient(
-                timeout=sdk_http._client.timeout, transport=http_transport
-            )
+        if http_client is not None:
+            # The SDK builds its httpx client itself and takes no other: replaced in place.
+            self.client.http._client = http_client
         self._retries = retries
         self._retry_delay = retry_delay
         self._prefix = topic_prefix
