@@ -11,7 +11,7 @@ import pytest
 from data_pipeline.adapters.qstash_queue import QStashQueue
 from data_pipeline.devtools.qstash_aiohttp import AiohttpSdkClient
 from data_pipeline.devtools.qstash_server.server import QStashDevConfig, QStashDevServer
-from data_pipeline.devtools.serving import start_server
+from data_pipeline.devtools.serving import RunningServer, start_server
 from data_pipeline.errors import TransientError
 from qstash import AsyncQStash
 from qstash.errors import QStashError, RateLimitExceededError
@@ -40,7 +40,7 @@ async def qstash(tmp_path):
     await server.stop()
 
 
-async def _serve(handler) -> tuple[str, object]:
+async def _serve(handler) -> tuple[str, RunningServer]:
     port = free_port()
     app = Starlette(routes=[Route("/{path:path}", handler, methods=["GET", "POST", "PUT"])])
     return f"http://127.0.0.1:{port}", await start_server(app, "127.0.0.1", port, lifespan="off")

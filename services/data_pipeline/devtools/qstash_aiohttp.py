@@ -68,12 +68,12 @@ class AiohttpSdkClient:
                 method, url, params=params, headers=headers, data=data
             ) as response:
                 return SdkAnswer(response.status, response.headers, await response.read())
+        except TimeoutError as error:  # first: aiohttp's socket timeouts are connection errors too
+            raise httpx.TimeoutException(f"no answer from {url} in time") from error
         except aiohttp.ClientConnectionError as error:
             raise httpx.ConnectError(f"{type(error).__name__}: {error}") from error
         except aiohttp.ClientError as error:
             raise httpx.TransportError(f"{type(error).__name__}: {error}") from error
-        except TimeoutError as error:
-            raise httpx.TimeoutException(f"no answer from {url} in time") from error
 
     async def aclose(self) -> None:
         if self._session is not None:
