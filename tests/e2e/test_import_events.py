@@ -5,6 +5,7 @@ lines. The contract must end up exactly the simulated store's truth."""
 import gzip
 import json
 import random
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -117,6 +118,79 @@ def test_a_clean_gzip_file_and_stdin_import_with_a_zero_exit(tmp_path):
     assert contract(tmp_path / "data") == expected(store)
 
 
+def test_a_cut_off_gzip_stream_imports_what_it_holds_and_the_repaired_file_the_rest(tmp_path):
+    """An interrupted download or copy: the whole lines before the cut are imported, the cut is
+    named (line number, what went wrong) with exit status 1, and nothing is lost: importing the
+    complete file afterwards brings the contract to the store's truth."""
+    store = demo_store(seed=34, orders=30)
+    whole = gzip.compress(b"".join(lines_of(store.events)))
+    data = str(tmp_path / "data")
+    cut = subprocess.run(
+        [SCRIPT, "import-events", "-", "--data-dir", data, "--processes", "1"],
+        input=whole[: len(whole) * 3 // 5],
+        env=clean_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    output = " ".join(cut.stdout.decode().split())  # rich wraps long lines
+    assert cut.returncode == 1, output + cut.stderr.decode()
+    assert "Traceback" not in output + cut.stderr.decode()
+    match = re.search(r"The input breaks at line ([\d,]+): the input ends in the middle", output)
+    assert match, output
+    loaded = int(re.search(r"([\d,]+) loaded", output).group(1).replace(",", ""))
+    assert 0 < loaded < len(store.events)
+    assert int(match.group(1).replace(",", "")) > loaded  # past every line it could read
+
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(whole)
+    repaired = run_cli("import-events", str(path), "--data-dir", data, "--processes", "1")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert f"{loaded:,} already there" in " ".join(repaired.stdout.split())
+    assert contract(tmp_path / "data") == expected(store)
+
+
+def test_a_corrupt_gzip_file_is_reported_not_a_traceback(tmp_path):
+    store = demo_store(seed=35, orders=10)
+    whole = bytearray(gzip.compress(b"".join(lines_of(store.events))))
+    whole[-8:-4] = bytes(b ^ 0xFF for b in whole[-8:-4])  # the trailer's CRC-32
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(bytes(whole))
+    result = run_cli("import-events", str(path), "--data-dir", str(tmp_path / "data"))
+    output = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in output + result.stderr
+    assert "the gzip stream is corrupt here (CRC check failed" in output, output
+
+
+def test_hostile_lines_are_each_named_and_a_byte_order_mark_costs_nothing(tmp_path):
+    """A file written by a Windows tool (UTF-8 byte order mark, CRLF) with lines that are JSON
+    but not an envelope, not UTF-8, or numbers JSON cannot hold: each is listed by number, the
+    exit status is 1, and every real event loads (the first one too, behind the mark)."""
+    store = demo_store(seed=36, orders=10)
+    hostile = [
+        b"[1, 2]",
+        b"null",
+        b'"text"',
+        b"1e999",
+        b"\xff\xfe\xfd",
+        b'{"event": "order.created", "merchant": 1, "data": {"id": "\xff"}}',
+        b'{"event": "order.created", "merchant": 1, "data": {"id": NaN}}',
+        b"{}",
+    ]
+    good = [line.rstrip(b"\n") for line in lines_of(store.events)]
+    lines = [good[0], *hostile, *good[1:]]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n")
+    result = run_cli("import-events", str(path), "--data-dir", str(tmp_path / "data"))
+    output = result.stdout
+    assert result.returncode == 1, output + result.stderr
+    assert f"{len(hostile)} failed" in output
+    for number in range(2, 2 + len(hostile)):
+        assert f"line {number}:" in output
+    assert "line 1:" not in output
+    assert contract(tmp_path / "data") == expected(store)
+
+
 def test_a_missing_file_fails_in_one_line(tmp_path):
     result = run_cli("import-events", str(tmp_path / "nope.jsonl"), "--data-dir", str(tmp_path))
     assert result.returncode != 0 and "no such file" in result.stdout + result.stderr
@@ -131,12 +205,16 @@ def test_import_through_a_running_local_stack(tmp_path):
         wait_healthy(base, process)
         store = demo_store(seed=33, orders=25)
         path = tmp_path / "events.jsonl"
-        path.write_bytes(b"".join(lines_of(store.events)))
+        lines = lines_of(store.events)
+        lines.insert(3, b"null\n")  # line 4: named by the service, the rest still loads
+        path.write_bytes(b"".join(lines))
         # Without --url the stack's chDB directory is locked: a clear pointer to --url.
         locked = run_cli("import-events", str(path), "--data-dir", str(tmp_path))
         assert locked.returncode != 0 and "--url" in locked.stdout + locked.stderr
         result = run_cli("import-events", str(path), "--url", base, "--data-dir", str(tmp_path))
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "1 failed" in result.stdout
+        assert "line 4: body must be a JSON object" in result.stdout
         api_key = json.loads((tmp_path / "local-secrets.json").read_text())["api_key"]
         [[orders, total]] = sql(base, api_key, "SELECT count(), sum(total) FROM analytics.orders")
         truth = store.truth

@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ def import_events(
     from data_pipeline.service_layer.importer import ImportReport
 
     stream, size = _open(file)
+    lines = _Lines(stream)
     with stream, _progress() as progress:
         task = progress.add_task("importing", total=size, lines=0, rate="")
         done = {"lines": 0, "bytes": 0}
@@ -86,10 +88,10 @@ def import_events(
 
         report = ImportReport()
         if url:
-            _through_service(url, data_dir, stream, report, advance)
+            _through_service(url, data_dir, lines, report, advance)
         else:
             importing = _Importing(processes, batch_events, size)
-            _direct(dsn, database, data_dir, stream, report, advance, importing)
+            _direct(dsn, database, data_dir, lines, report, advance, importing)
     console.print(
         f"{report.lines:,} lines: {report.loaded:,} loaded, {report.ignored:,} not modeled, "
         f"{report.duplicates:,} already there, {len(report.failures):,} failed "
@@ -99,7 +101,14 @@ def import_events(
         console.print(f"  line {failure.line}: {failure.reason}", markup=False)
     if len(report.failures) > MAX_LISTED_FAILURES:
         console.print(f"  … and {len(report.failures) - MAX_LISTED_FAILURES} more")
-    if report.failures:
+    if lines.unreadable:
+        console.print(
+            f"[bold red]The input breaks at line {lines.count + 1:,}[/]: {lines.unreadable}. "
+            "The lines before it were imported; import the repaired file again (what is "
+            "already there is skipped).",
+            highlight=False,
+        )
+    if report.failures or lines.unreadable:
         raise typer.Exit(1)
 
 
@@ -124,6 +133,40 @@ def _open(file: str) -> tuple[IO[bytes], int | None]:
     if isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == b"\x1f\x8b":
         return _Gzip(raw), size
     return raw, size
+
+
+class _Lines:
+    """The input's lines, numbered as they are read, for both import paths.
+
+    A file that cannot be read to its end (a gzip file cut off by an interrupted download or
+    copy, or corrupt) ends the input where it breaks instead of aborting the import: the whole
+    lines before that point are imported, and the break is reported as a failed line with what
+    went wrong, so the exit status is 1 and a re-import of the repaired file loads only the
+    rest (everything before is already there). A UTF-8 byte order mark before the first line
+    (some Windows tools write one) is dropped: JSON Lines has none, and it would cost line 1."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.count = 0
+        self.unreadable: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        lines = iter(self._stream)
+        try:
+            first = next(lines, None)
+            if first is None:
+                return
+            self.count = 1
+            yield first.removeprefix(b"\xef\xbb\xbf")
+            for line in lines:
+                self.count += 1
+                yield line
+        except EOFError:
+            self.unreadable = "the input ends in the middle of its gzip stream (cut off?)"
+        except (gzip.BadGzipFile, zlib.error) as error:
+            self.unreadable = f"the gzip stream is corrupt here ({error})"
+        except OSError as error:
+            self.unreadable = f"the input could not be read past here ({error})"
 
 
 class _Gzip(gzip.GzipFile):
@@ -160,7 +203,7 @@ def _direct(
     dsn: str | None,
     database: str,
     data_dir: Path,
-    stream: IO[bytes],
+    lines: _Lines,
     report: Any,
     advance: Any,
     importing: _Importing,
@@ -182,7 +225,7 @@ def _direct(
 
     async def run() -> Any:
         try:
-            return await importer.run(iter(stream), progress=advance)
+            return await importer.run(iter(lines), progress=advance)
         finally:
             await state.close()
 
@@ -226,14 +269,12 @@ def _cipher(data_dir: Path, *, local: bool) -> Any:
     return TokenCipher(key) if key else None
 
 
-def _through_service(
-    url: str, data_dir: Path, stream: IO[bytes], report: Any, advance: Any
-) -> None:
+def _through_service(url: str, data_dir: Path, lines: _Lines, report: Any, advance: Any) -> None:
     from data_pipeline.service_layer.importer import ImportFailure, ImportReport
 
     client = ServiceClient.connect(url, data_dir)
     offset = 0
-    for chunk in _chunks(stream):
+    for chunk in _chunks(lines):
         _, answer = client.call(
             "POST",
             IMPORT_PATH,
@@ -254,9 +295,9 @@ def _through_service(
         advance(len(chunk), sum(len(line) for line in chunk))
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[list[bytes]]:
+def _chunks(lines: _Lines) -> Iterator[list[bytes]]:
     chunk: list[bytes] = []
-    for line in stream:
+    for line in lines:
         chunk.append(line if line.endswith(b"\n") else line + b"\n")
         if len(chunk) >= CHUNK_LINES:
             yield chunk
