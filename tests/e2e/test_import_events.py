@@ -191,6 +191,27 @@ def test_hostile_lines_are_each_named_and_a_byte_order_mark_costs_nothing(tmp_pa
     assert contract(tmp_path / "data") == expected(store)
 
 
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+        (b"BZh91AY&SY", "bzip2-compressed"),
+        (b"\xfd7zXZ\x00\x00", "xz-compressed"),
+        (b"PK\x03\x04\x14\x00", "a zip archive"),
+    ],
+)
+def test_an_archive_that_is_not_gzip_is_named_before_anything_is_touched(tmp_path, head, named):
+    # Read as lines, every one would fail as "not UTF-8": the command says what the file is.
+    path = tmp_path / "events.jsonl.compressed"
+    path.write_bytes(head + bytes(range(256)) * 4)
+    result = run_cli("import-events", str(path), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode != 0
+    assert f"is {named}: import-events reads JSON Lines, plain or gzip" in " ".join(
+        (result.stdout + result.stderr).split()
+    )
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_missing_file_fails_in_one_line(tmp_path):
     result = run_cli("import-events", str(tmp_path / "nope.jsonl"), "--data-dir", str(tmp_path))
     assert result.returncode != 0 and "no such file" in result.stdout + result.stderr

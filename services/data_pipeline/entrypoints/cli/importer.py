@@ -130,9 +130,28 @@ def _open(file: str) -> tuple[IO[bytes], int | None]:
             fail(f"{file}: no such file")
         raw = path.open("rb")
         size = path.stat().st_size
-    if isinstance(raw, io.BufferedReader) and raw.peek(2)[:2] == b"\x1f\x8b":
-        return _Gzip(raw), size
+    if isinstance(raw, io.BufferedReader):
+        head = raw.peek(6)[:6]
+        if head.startswith(b"\x1f\x8b"):
+            return _Gzip(raw), size
+        for magic, what, tool in _OTHER_COMPRESSIONS:
+            if head.startswith(magic):
+                raw.close()
+                fail(
+                    f"{file} is {what}: import-events reads JSON Lines, plain or gzip; "
+                    f"decompress it first (`{tool} {file} | salla-pipeline import-events -`)"
+                )
     return raw, size
+
+
+# Archives a file of events may arrive in that are not gzip: every line would fail as "not
+# UTF-8", so the command says what the file is instead.
+_OTHER_COMPRESSIONS = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "zstd -dc"),
+    (b"BZh", "bzip2-compressed", "bzip2 -dc"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "xz -dc"),
+    (b"PK\x03\x04", "a zip archive", "unzip -p"),
+)
 
 
 class _Lines:
