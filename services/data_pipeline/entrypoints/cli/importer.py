@@ -68,9 +68,10 @@ def import_events(
     """Load Salla events from a file as the worker would: re-importing is a no-op, a bad line is
     reported with its number and skipped, the exit status says whether any line failed."""
     from data_pipeline.service_layer.importer import ImportReport
+    from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 
     stream, size = _open(file)
-    lines = _Lines(stream)
+    lines = _Lines(stream, limit=MAX_WEBHOOK_BYTES)
     with stream, _progress() as progress:
         task = progress.add_task("importing", total=size, lines=0, rate="")
         done = {"lines": 0, "bytes": 0}
@@ -162,24 +163,27 @@ class _Lines:
     lines before that point are imported, and the break is reported as a failed line with what
     went wrong, so the exit status is 1 and a re-import of the repaired file loads only the
     rest (everything before is already there). A UTF-8 byte order mark before the first line
-    (some Windows tools write one) is dropped: JSON Lines has none, and it would cost line 1."""
+    (some Windows tools write one) is dropped: JSON Lines has none, and it would cost line 1.
+    No line is held whole beyond `limit` bytes (a file without newlines is one line): the
+    first `limit + 1` bytes stand for it, which the importer reports as too long."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
         self._stream = stream
+        self._limit = limit
         self.count = 0
         self.unreadable: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        lines = iter(self._stream)
+        read, most = self._stream.readline, self._limit + 1
         try:
-            first = next(lines, None)
-            if first is None:
-                return
-            self.count = 1
-            yield first.removeprefix(b"\xef\xbb\xbf")
-            for line in lines:
+            line = read(most).removeprefix(b"\xef\xbb\xbf")
+            while line:
                 self.count += 1
+                if len(line) == most and not line.endswith(b"\n"):
+                    while (rest := read(2**20)) and not rest.endswith(b"\n"):
+                        pass  # the rest of an overlong line, read and dropped
                 yield line
+                line = read(most)
         except EOFError:
             self.unreadable = "the input ends in the middle of its gzip stream (cut off?)"
         except (gzip.BadGzipFile, zlib.error) as error:
