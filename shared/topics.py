@@ -31,6 +31,7 @@ EMBED_PATH = "/api/queue/embed"
 HEALTH_PATH = "/healthz"
 MIGRATE_PATH = "/api/ops/migrate"
 IMPORT_PATH = "/api/ops/import"
+IMPORT_MAX_BYTES = 32 * 2**20  # one chunk of JSON Lines sent there (`import-events --url`)
 CDC_EVENT_PATH = "/api/queue/cdc-event"
 CDC_DRAIN_PATH = "/api/queue/cdc-drain"
 # The schedule that drains the replication slot when the service cannot hold a connection open.

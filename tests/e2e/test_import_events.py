@@ -240,6 +240,22 @@ def test_import_through_a_running_local_stack(tmp_path):
         [[orders, total]] = sql(base, api_key, "SELECT count(), sum(total) FROM analytics.orders")
         truth = store.truth
         assert (orders, Decimal(str(total))) == (len(truth.live_orders()), truth.order_total_sum())
+
+        # Events of tens of kilobytes (orders with many items run to that): 38 MiB in 160
+        # lines, over the service's 32 MiB per request, so the chunks are cut by size too.
+        big = demo_store(seed=38, orders=25, merchant_id=777001)
+        padded = [{**e, "data": {**e["data"], "padding": "x" * 240_000}} for e in big.events]
+        path.write_bytes(b"".join(lines_of(padded)))
+        assert path.stat().st_size > 32 * 2**20
+        result = run_cli("import-events", str(path), "--url", base, "--data-dir", str(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        [[orders, total]] = sql(
+            base,
+            api_key,
+            "SELECT count(), sum(total) FROM analytics.orders WHERE merchant_id = 777001",
+        )
+        truth = big.truth
+        assert (orders, Decimal(str(total))) == (len(truth.live_orders()), truth.order_total_sum())
     finally:
         code, output = stop(process)
     assert code == 0, output

@@ -4,7 +4,10 @@ order mark dropped, no line held whole past the limit, a broken stream ended whe
 import gzip
 import io
 
-from data_pipeline.entrypoints.cli.importer import _Lines
+from data_pipeline.entrypoints.cli.importer import CHUNK_BYTES, CHUNK_LINES, _chunks, _Lines
+from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
+
+from shared.topics import IMPORT_MAX_BYTES
 
 
 def read(data, limit=100):
@@ -48,3 +51,22 @@ def test_an_empty_input_has_no_lines():
     assert got == [] and lines.count == 0
     got, lines = read(b"\xef\xbb\xbf")
     assert got == [] and lines.count == 0
+
+
+def test_chunks_sent_to_a_service_stay_under_its_body_limit_whatever_the_lines():
+    # The largest request: the budget less a byte, then the line that crosses it (at most
+    # 1 MiB + 1 byte, plus its newline). It must fit the local service's limit, Lambda's 6 MB
+    # invocation payload with the body base64-encoded, and Vercel's 4.5 MB body.
+    largest = CHUNK_BYTES - 1 + MAX_WEBHOOK_BYTES + 2
+    assert largest <= IMPORT_MAX_BYTES
+    assert largest * 4 / 3 + 64 * 1024 <= 6_291_456  # 64 KiB for the event's other fields
+    assert largest <= 4_500_000
+    lines = [b"a" * 100_000 + b"\n"] * 400 + [b"b\n"] * (CHUNK_LINES + 10) + [b"c"]
+    lines.insert(7, b"z" * (MAX_WEBHOOK_BYTES + 1))  # an overlong line as _Lines passes it on
+    chunks = list(_chunks(lines))
+    assert all(chunk and sum(map(len, chunk)) <= largest for chunk in chunks)
+    assert all(len(chunk) <= CHUNK_LINES for chunk in chunks)
+    assert b"".join(b"".join(chunk) for chunk in chunks) == b"".join(
+        line if line.endswith(b"\n") else line + b"\n" for line in lines
+    )
+    assert len(chunks) >= 21  # 41 MB of long lines: 20 requests, and the short lines overflow

@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -34,7 +34,14 @@ from data_pipeline.entrypoints.cli.service import DataDirOption, ServiceClient
 from data_pipeline.errors import TransientError
 from shared.topics import IMPORT_PATH
 
-CHUNK_LINES = 5000  # per request to a service: well inside its body limit and timeout
+# Per request to a service: at most this many lines and, once they reach CHUNK_BYTES, no more.
+# The smallest request a deployment takes decides the budget: Lambda's 6 MB invocation payload,
+# which holds the body base64-encoded (4/3), and Vercel's 4.5 MB body. With the line that
+# crosses the budget (at most 1 MiB + 1 byte: see _Lines) a request is at most 3 MiB raw,
+# 4 MiB encoded; and about a thousand events of a few kilobytes, seconds of work, well inside
+# a function's timeout.
+CHUNK_LINES = 5000
+CHUNK_BYTES = 2 * 2**20
 MAX_LISTED_FAILURES = 20
 # Inputs bigger than this (or of unknown size) start their worker processes at once; smaller
 # ones only when a second batch shows up, if ever.
@@ -160,9 +167,9 @@ class _Lines:
 
     A file that cannot be read to its end (a gzip file cut off by an interrupted download or
     copy, or corrupt) ends the input where it breaks instead of aborting the import: the whole
-    lines before that point are imported, and the break is reported as a failed line with what
-    went wrong, so the exit status is 1 and a re-import of the repaired file loads only the
-    rest (everything before is already there). A UTF-8 byte order mark before the first line
+    lines before that point are imported, and the break is reported with its line number and
+    what went wrong, the exit status 1; a re-import of the repaired file loads only the rest
+    (everything before is already there). A UTF-8 byte order mark before the first line
     (some Windows tools write one) is dropped: JSON Lines has none, and it would cost line 1.
     No line is held whole beyond `limit` bytes (a file without newlines is one line): the
     first `limit + 1` bytes stand for it, which the importer reports as too long."""
@@ -318,12 +325,16 @@ def _through_service(url: str, data_dir: Path, lines: _Lines, report: Any, advan
         advance(len(chunk), sum(len(line) for line in chunk))
 
 
-def _chunks(lines: _Lines) -> Iterator[list[bytes]]:
+def _chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """Requests' worth of lines: CHUNK_LINES, or fewer once they reach CHUNK_BYTES (events
+    carrying many items run to tens of kilobytes each)."""
     chunk: list[bytes] = []
+    size = 0
     for line in lines:
         chunk.append(line if line.endswith(b"\n") else line + b"\n")
-        if len(chunk) >= CHUNK_LINES:
+        size += len(chunk[-1])
+        if len(chunk) >= CHUNK_LINES or size >= CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield chunk

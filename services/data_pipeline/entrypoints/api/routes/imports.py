@@ -12,10 +12,9 @@ from data_pipeline.entrypoints.api.deps import ContainerDep, ServiceAuth
 from data_pipeline.entrypoints.api.errors import BodyTooLarge
 from data_pipeline.errors import TransientError
 from data_pipeline.service_layer.importer import EventImporter
-from shared.topics import IMPORT_PATH
+from shared.topics import IMPORT_MAX_BYTES, IMPORT_PATH
 
 router = APIRouter(tags=["operations"])
-MAX_IMPORT_BYTES = 32 * 1024 * 1024
 
 
 class ImportFailureBody(BaseModel):
@@ -53,7 +52,7 @@ async def import_events(request: Request, container: ContainerDep) -> Response:
     """Load a chunk of Salla envelopes (JSON Lines) as the worker would; a line that cannot
     load is reported with its line number (within the chunk) and skipped."""
     try:
-        body = await read_limited(request, MAX_IMPORT_BYTES)
+        body = await read_limited(request, IMPORT_MAX_BYTES)
     except BodyTooLarge as error:
         return JSONResponse({"detail": str(error)}, status_code=413)
     if not body.strip():
