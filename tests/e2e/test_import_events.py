@@ -6,9 +6,12 @@ import gzip
 import json
 import random
 import re
+import socket
 import subprocess
 import sys
+import threading
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from data_pipeline.devtools.salla_samples import demo_store, encode
@@ -210,6 +213,80 @@ def test_an_archive_that_is_not_gzip_is_named_before_anything_is_touched(tmp_pat
         (result.stdout + result.stderr).split()
     )
     assert not (tmp_path / "data").exists()
+
+
+class _FlakyService:
+    """A stand-in for `POST /api/ops/import` over real HTTP that answers from a plan: "drop"
+    (the connection closes unanswered), a retryable status, or "ok" (a report of the chunk)."""
+
+    def __init__(self, plan):
+        self.plan, self.bodies = list(plan), []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                service.bodies.append(body)
+                step = service.plan.pop(0) if service.plan else "ok"
+                if step == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if step == "ok":
+                    lines = body.count(b"\n")
+                    answer = {"lines": lines, "loaded": lines, "ignored": 0, "duplicates": 0}
+                    payload = json.dumps({**answer, "lineItems": 0, "failures": []}).encode()
+                    self.send_response(200)
+                else:
+                    payload = json.dumps({"detail": "warehouse unavailable"}).encode()
+                    self.send_response(step)
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def import_file(self, path):
+        env = clean_env(PIPELINE_API_KEY="a-test-key")
+        return run_cli("import-events", str(path), "--url", self.url, env=env)
+
+
+def test_import_through_a_service_sends_a_chunk_again_while_it_is_busy_or_drops_it(tmp_path):
+    service = _FlakyService(["drop", 503, 502, 429, "ok"])
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(10)))
+    try:
+        result = service.import_file(path)
+    finally:
+        service.server.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 loaded" in result.stdout
+    assert result.stderr.count("trying again") == 4
+    assert len(service.bodies) == 5 and len(set(service.bodies)) == 1  # the same chunk
+
+
+def test_import_through_a_service_that_stays_down_says_how_far_it_got(tmp_path):
+    # The first request is answered, then the service stays unavailable: after six attempts
+    # at the second, the command stops and names the lines already imported.
+    service = _FlakyService(["ok", *[503] * 10])
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(5003)))
+    try:
+        result = service.import_file(path)
+    finally:
+        service.server.shutdown()
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1, output
+    assert "503: warehouse unavailable" in output
+    assert "Lines 1-5,000 were imported" in output
+    assert len(service.bodies) == 1 + 6
 
 
 def test_a_missing_file_fails_in_one_line(tmp_path):

@@ -42,6 +42,7 @@ from shared.topics import IMPORT_PATH
 # a function's timeout.
 CHUNK_LINES = 5000
 CHUNK_BYTES = 2 * 2**20
+REQUEST_ATTEMPTS = 6  # half a minute of a busy or unreachable service (1+2+4+8+16 s), then stop
 MAX_LISTED_FAILURES = 20
 # Inputs bigger than this (or of unknown size) start their worker processes at once; smaller
 # ones only when a second batch shows up, if ever.
@@ -305,13 +306,24 @@ def _through_service(url: str, data_dir: Path, lines: _Lines, report: Any, advan
     client = ServiceClient.connect(url, data_dir)
     offset = 0
     for chunk in _chunks(lines):
-        _, answer = client.call(
-            "POST",
-            IMPORT_PATH,
-            content=b"".join(chunk),
-            headers={"Content-Type": "application/x-ndjson"},
-            timeout=300,
-        )
+        try:
+            # Sending a chunk again is safe: what it loaded the first time is "already there".
+            _, answer = client.call(
+                "POST",
+                IMPORT_PATH,
+                attempts=REQUEST_ATTEMPTS,
+                content=b"".join(chunk),
+                headers={"Content-Type": "application/x-ndjson"},
+                timeout=300,
+            )
+        except typer.Exit:
+            if offset:
+                console.print(
+                    f"Lines 1-{offset:,} were imported; once that is fixed, run the same "
+                    "command again for the rest (what is already there is skipped).",
+                    highlight=False,
+                )
+            raise
         part = ImportReport(
             lines=answer["lines"],
             loaded=answer["loaded"],

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from data_pipeline.entrypoints.cli.console import fail
+from data_pipeline.entrypoints.cli.console import errors, fail
 
 UrlOption = Annotated[str, typer.Option(envvar="PIPELINE_PUBLIC_URL", help="Service base URL.")]
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", help="Local stack data dir (for its API key).")
 ]
 DEFAULT_URL = "http://127.0.0.1:8000"
+# Answers that mean "not now" (rate limited; a gateway or the service briefly unavailable).
+RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 def secret_from_env_or_stack(variable: str, field: str, data_dir: Path) -> str:
@@ -45,11 +48,23 @@ class ServiceClient:
             timeout=30,
         )
 
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            fail(f"could not reach {self._http.base_url}: {error}")
+    def call(
+        self, method: str, path: str, *, attempts: int = 1, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """One request; with `attempts` > 1 (for requests that are safe to repeat), a busy or
+        unreachable service is asked again after a pause: 1, 2, 4 … 30 s, or what its
+        Retry-After says."""
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as error:
+                if attempt == attempts:
+                    fail(f"could not reach {self._http.base_url}: {error}")
+                _pause(attempt, None)
+                continue
+            if response.status_code not in RETRYABLE or attempt == attempts:
+                break
+            _pause(attempt, response.headers.get("Retry-After"))
         try:
             body = response.json()
         except ValueError:
@@ -58,3 +73,11 @@ class ServiceClient:
             detail = body.get("detail", body) if isinstance(body, dict) else body
             fail(f"{response.status_code}: {detail}", code=1)
         return response.status_code, body
+
+
+def _pause(attempt: int, retry_after: str | None) -> None:
+    seconds = float(min(2 ** (attempt - 1), 30))
+    if retry_after is not None and retry_after.strip().isdigit():
+        seconds = min(float(retry_after.strip()), 60.0)
+    errors.print(f"the service is busy or unreachable; trying again in {seconds:g} s")
+    time.sleep(seconds)
