@@ -254,18 +254,19 @@ class _FlakyService:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def import_file(self, path):
+        """The command run against this service, which stops afterwards."""
         env = clean_env(PIPELINE_API_KEY="a-test-key")
-        return run_cli("import-events", str(path), "--url", self.url, env=env)
+        try:
+            return run_cli("import-events", str(path), "--url", self.url, env=env)
+        finally:
+            self.server.shutdown()
 
 
 def test_import_through_a_service_sends_a_chunk_again_while_it_is_busy_or_drops_it(tmp_path):
     service = _FlakyService(["drop", 503, 502, 429, "ok"])
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(10)))
-    try:
-        result = service.import_file(path)
-    finally:
-        service.server.shutdown()
+    result = service.import_file(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "10 loaded" in result.stdout
     assert result.stderr.count("trying again") == 4
@@ -278,10 +279,7 @@ def test_import_through_a_service_that_stays_down_says_how_far_it_got(tmp_path):
     service = _FlakyService(["ok", *[503] * 10])
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(5003)))
-    try:
-        result = service.import_file(path)
-    finally:
-        service.server.shutdown()
+    result = service.import_file(path)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 1, output
     assert "503: warehouse unavailable" in output
