@@ -270,6 +270,8 @@ def test_import_through_a_service_sends_a_chunk_again_while_it_is_busy_or_drops_
     assert result.returncode == 0, result.stdout + result.stderr
     assert "10 loaded" in result.stdout
     assert result.stderr.count("trying again") == 4
+    for why in ("no answer (RemoteProtocolError)", "answered 503", "answered 502", "answered 429"):
+        assert f"the service {why}; trying again" in result.stderr
     assert len(service.bodies) == 5 and len(set(service.bodies)) == 1  # the same chunk
 
 

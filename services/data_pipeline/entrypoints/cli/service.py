@@ -60,11 +60,11 @@ class ServiceClient:
             except httpx.HTTPError as error:
                 if attempt == attempts:
                     fail(f"could not reach {self._http.base_url}: {error}")
-                _pause(attempt, None)
+                _pause(attempt, f"no answer ({type(error).__name__})", None)
                 continue
             if response.status_code not in RETRYABLE or attempt == attempts:
                 break
-            _pause(attempt, response.headers.get("Retry-After"))
+            _pause(attempt, f"answered {response.status_code}", response.headers.get("Retry-After"))
         try:
             body = response.json()
         except ValueError:
@@ -75,9 +75,9 @@ class ServiceClient:
         return response.status_code, body
 
 
-def _pause(attempt: int, retry_after: str | None) -> None:
+def _pause(attempt: int, why: str, retry_after: str | None) -> None:
     seconds = float(min(2 ** (attempt - 1), 30))
     if retry_after is not None and retry_after.strip().isdigit():
         seconds = min(float(retry_after.strip()), 60.0)
-    errors.print(f"the service is busy or unreachable; trying again in {seconds:g} s")
+    errors.print(f"the service {why}; trying again in {seconds:g} s", highlight=False)
     time.sleep(seconds)
