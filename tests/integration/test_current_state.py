@@ -16,7 +16,7 @@ import clickhouse_connect
 import pytest
 from data_pipeline.adapters import clickhouse_warehouse
 from data_pipeline.adapters.clickhouse_current import ORDERS, keyed_refresh
-from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
+from data_pipeline.adapters.clickhouse_schema import MIGRATIONS, READ_CONTRACT
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.warehouse import LoadBatch
 from data_pipeline.devtools.salla_samples import demo_store
@@ -83,6 +83,14 @@ def test_the_contract_is_exact_with_every_load_in_its_own_unmerged_part(warehous
         f"SELECT order_id, status FROM {warehouse.database}.orders ORDER BY order_id"
     ).rows
     assert statuses == sorted((o.order_id, o.status) for o in truth.live_orders())
+    # The reading session inlines the views (the app reader's settings, clickhouse_access): every
+    # view of the contract answers the same planned either way, with all those parts unmerged.
+    assert warehouse.query("SELECT getSetting('analyzer_inline_views')").rows == [(True,)]
+    for view in READ_CONTRACT:
+        sql = f"SELECT * FROM {warehouse.database}.{view} ORDER BY ALL SETTINGS "
+        inlined = warehouse.query(sql + "analyzer_inline_views = 1").rows
+        assert inlined == warehouse.query(sql + "analyzer_inline_views = 0").rows, view
+    assert len(warehouse.query(f"SELECT * FROM {warehouse.database}.sales_facts").rows) == lines
 
 
 def version_row(order_id, version, **fields):

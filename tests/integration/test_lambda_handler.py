@@ -156,12 +156,17 @@ def test_reads_after_another_instances_write_ask_for_sequential_consistency(monk
 
     from data_pipeline.adapters import clickhouse_warehouse
 
-    sent = []
+    sent, commands = [], []
 
     class RecordingClient:
         def query(self, sql, parameters=None, settings=None):
+            if "system.settings" in sql:  # the embedded session asks which reader settings exist
+                return SimpleNamespace(result_rows=[(name,) for name in parameters["names"]])
             sent.append(settings)
             return SimpleNamespace(column_names=("x",), result_rows=[(1,)])
+
+        def command(self, sql):
+            commands.append(sql)
 
     monkeypatch.setattr(
         clickhouse_warehouse.clickhouse_connect, "get_client", lambda **kw: RecordingClient()
@@ -176,6 +181,7 @@ def test_reads_after_another_instances_write_ask_for_sequential_consistency(monk
         {"readonly": 2},
         {"readonly": 2},
     ]
+    assert commands == ["SET analyzer_inline_views = 1"]  # the reader's settings, as a session
 
 
 def refused_cold_start(env):

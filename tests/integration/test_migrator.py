@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 from data_pipeline.adapters.clickhouse_access import access_statements
+from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.redis_state import RedisStateStore
 from data_pipeline.entrypoints import migrate_handler
 from data_pipeline.entrypoints.migrate_handler import InvalidEvent, migrate, parse_event
@@ -88,8 +89,29 @@ async def test_the_migrator_migrates_for_real_and_grants_least_privilege(
     assert not any("INSERT" in s for s in reader_grants)
     # Re-running converges: users are created if missing and their password is reset either way.
     assert any(s.startswith(f"ALTER USER {WAREHOUSE_WRITER} IDENTIFIED") for s in sql)
+    # The app's reader runs with the settings its queries are designed for (this server has them).
+    assert f"ALTER USER {WAREHOUSE_READER} SETTINGS analyzer_inline_views = 1" in sql
+    assert not any(f"USER {WAREHOUSE_WRITER} SETTINGS" in s for s in sql)
     again = await migrate(event(chdb_path), settings, connect=lambda dsn: RecordingClient())
     assert again["applied"] == []  # already current
+
+
+async def test_a_server_without_a_reader_setting_still_gets_its_users(
+    chdb_path, settings, monkeypatch
+):
+    # An older ClickHouse refuses a user setting it does not know: the migrator leaves it out.
+    asked = []
+
+    def known_settings(self, names):
+        asked.extend(names)
+        return frozenset()
+
+    monkeypatch.setattr(ClickHouseWarehouse, "known_settings", known_settings)
+    client = RecordingClient()
+    await migrate(event(chdb_path), settings, connect=lambda dsn: client)
+    assert asked == ["analyzer_inline_views"]
+    assert not any(" SETTINGS " in s for s in client.statements)
+    assert any(s.startswith(f"ALTER USER {WAREHOUSE_READER} IDENTIFIED") for s in client.statements)
 
 
 async def test_two_deploys_never_migrate_at_once(chdb_path, redis_url, database):

@@ -6,9 +6,14 @@ the pipeline's writer (SELECT + INSERT on the database: no DDL, so the service i
 alter the schema) and the app's reader (SELECT on the read-contract views and the versioned
 tables behind them, never the raw archive, which holds customer data). Passwords are reset on
 every run, so a re-run converges. Idempotent.
+
+The reader also gets the settings the app's queries should run with (`READER_SETTINGS`), as
+user settings, so a plain `SELECT` from any client of the app gets them without asking.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES
 from data_pipeline.adapters.clickhouse_schema import READ_CONTRACT
@@ -22,7 +27,22 @@ VERSIONED_TABLES = (
 )
 
 
-def access_statements(database: str, writer_password: str, reader_password: str) -> list[str]:
+# The read contract is views. ClickHouse plans a named view as a subquery with its own analysis,
+# which on a query the floor answers in ~5 ms costs ~1.5 ms before a row is read (docs/
+# benchmarks.md); `analyzer_inline_views` (ClickHouse 26.4+) puts the view's definition in the
+# query instead. It changes the plan, not the answer: the contract's exactness tests run with it.
+READER_SETTINGS: dict[str, int] = {"analyzer_inline_views": 1}
+
+
+def access_statements(
+    database: str,
+    writer_password: str,
+    reader_password: str,
+    reader_settings: Mapping[str, int] | None = None,
+) -> list[str]:
+    """`reader_settings`: those of `READER_SETTINGS` the server knows (an older server refuses a
+    user with a setting it has never heard of); none leaves the reader's settings alone."""
+
     def password(user: str, secret: str) -> list[str]:
         quoted = secret.replace("\\", "\\\\").replace("'", "\\'")
         return [
@@ -37,6 +57,9 @@ def access_statements(database: str, writer_password: str, reader_password: str)
         *password(WAREHOUSE_READER, reader_password),
         f"REVOKE ALL ON *.* FROM {WAREHOUSE_READER}",
     ]
+    if reader_settings:
+        pairs = ", ".join(f"{name} = {int(value)}" for name, value in reader_settings.items())
+        statements.append(f"ALTER USER {WAREHOUSE_READER} SETTINGS {pairs}")
     statements += [
         f"GRANT SELECT ON {database}.{table} TO {WAREHOUSE_READER}"
         for table in (*READ_CONTRACT, *VERSIONED_TABLES)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from data_pipeline.adapters.clickhouse_access import READER_SETTINGS
 from data_pipeline.adapters.clickhouse_batches import (
     CURRENT_TABLES,
     WRITTEN_COLUMNS,
@@ -106,8 +107,22 @@ class ClickHouseWarehouse(Warehouse):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._guard("connect", self._open)
+                    self._client = self._guard("connect", self._open_reading)
         return self._client
+
+    def _open_reading(self) -> Client:
+        """The client that reads. Embedded chDB has no users: the local stack's reads run with the
+        settings ClickHouse Cloud gives the app's reader user (clickhouse_access), as a session."""
+        client = self._open()
+        if self.is_embedded:
+            for name in _known_settings(client, READER_SETTINGS):
+                client.command(f"SET {name} = {int(READER_SETTINGS[name])}")
+        return client
+
+    def known_settings(self, names: Iterable[str]) -> frozenset[str]:
+        """Which of these settings this server has (they come and go between versions)."""
+        client = self._connect()
+        return self._guard("read settings", lambda: _known_settings(client, names))
 
     def _open(self) -> Client:
         if self.is_embedded:
@@ -343,6 +358,14 @@ class ClickHouseWarehouse(Warehouse):
         except (TypeError, ValueError) as error:  # a parameter the client cannot bind
             raise QueryRejected(f"query parameters: {_first_line(error)}") from None
         return QueryResult(columns=tuple(result.column_names), rows=list(result.result_rows))
+
+
+def _known_settings(client: Client, names: Iterable[str]) -> frozenset[str]:
+    rows = client.query(
+        "SELECT name FROM system.settings WHERE name IN {names:Array(String)}",
+        parameters={"names": list(names)},
+    ).result_rows
+    return frozenset(name for (name,) in rows)
 
 
 def _first_line(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from data_pipeline.adapters.clickhouse_access import access_statements
+from data_pipeline.adapters.clickhouse_access import READER_SETTINGS, access_statements
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
 from data_pipeline.adapters.state import StateStore
 from data_pipeline.errors import PermanentError, TransientError
@@ -100,9 +100,15 @@ def _converge(
     warehouse = ClickHouseWarehouse(request.admin_url, database)
     try:
         applied = warehouse.migrate()
+        known = warehouse.known_settings(READER_SETTINGS)
     finally:
         warehouse.close()
-    statements = access_statements(database, request.writer_password, request.reader_password)
+    statements = access_statements(
+        database,
+        request.writer_password,
+        request.reader_password,
+        {name: value for name, value in READER_SETTINGS.items() if name in known},
+    )
     client = connect(request.admin_url)
     try:
         for statement in statements:
