@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 
+import clickhouse_connect
 import pytest
 from data_pipeline.adapters.clickhouse_access import access_statements
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
@@ -194,6 +195,18 @@ def test_credentials_never_show_in_the_request_repr(chdb_path):
 def test_passwords_are_quoted():
     statements = access_statements("analytics", "it's\\x", "plain")
     assert "BY 'it\\'s\\\\x'" in statements[0]
+
+
+def test_every_access_statement_parses_in_clickhouse(chdb_path):
+    # chDB cannot run them (no access management) but its parser is the server's: a statement
+    # ClickHouse Cloud would refuse as a syntax error fails here.
+    client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
+    hostile = 'it\'s\\ a "pass"\nword; DROP USER x'
+    statements = access_statements("analytics", hostile, "r" * 32, {"analyzer_inline_views": 1})
+    assert f"ALTER USER {WAREHOUSE_READER} SETTINGS analyzer_inline_views = 1" in statements
+    for statement in statements:
+        [(kind, *_), *_] = client.query("EXPLAIN AST " + statement).result_rows
+        assert kind.split()[0] in ("CreateUserQuery", "GrantQuery"), (kind, statement)
 
 
 def test_the_migrator_refuses_to_start_without_its_state_store(tmp_path):
