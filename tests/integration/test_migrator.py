@@ -91,8 +91,8 @@ async def test_the_migrator_migrates_for_real_and_grants_least_privilege(
     # Re-running converges: users are created if missing and their password is reset either way.
     assert any(s.startswith(f"ALTER USER {WAREHOUSE_WRITER} IDENTIFIED") for s in sql)
     # The app's reader runs with the settings its queries are designed for (this server has them).
-    assert f"ALTER USER {WAREHOUSE_READER} SETTINGS analyzer_inline_views = 1" in sql
-    assert not any(f"USER {WAREHOUSE_WRITER} SETTINGS" in s for s in sql)
+    assert f"ALTER USER {WAREHOUSE_READER} MODIFY SETTINGS analyzer_inline_views = 1" in sql
+    assert not any(WAREHOUSE_WRITER in s and "SETTINGS" in s for s in sql)
     again = await migrate(event(chdb_path), settings, connect=lambda dsn: RecordingClient())
     assert again["applied"] == []  # already current
 
@@ -203,7 +203,7 @@ def test_every_access_statement_parses_in_clickhouse(chdb_path):
     client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
     hostile = 'it\'s\\ a "pass"\nword; DROP USER x'
     statements = access_statements("analytics", hostile, "r" * 32, {"analyzer_inline_views": 1})
-    assert f"ALTER USER {WAREHOUSE_READER} SETTINGS analyzer_inline_views = 1" in statements
+    assert f"ALTER USER {WAREHOUSE_READER} MODIFY SETTINGS analyzer_inline_views = 1" in statements
     for statement in statements:
         [(kind, *_), *_] = client.query("EXPLAIN AST " + statement).result_rows
         assert kind.split()[0] in ("CreateUserQuery", "GrantQuery"), (kind, statement)

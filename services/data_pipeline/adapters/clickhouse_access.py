@@ -28,7 +28,7 @@ VERSIONED_TABLES = (
 
 
 # The read contract is views. ClickHouse plans a named view as a subquery with its own analysis,
-# which on a query the floor answers in ~5 ms costs ~1.5 ms before a row is read (docs/
+# which on a query the floor answers in ~5 ms costs ~1-1.5 ms before a row is read (docs/
 # benchmarks.md); `analyzer_inline_views` (ClickHouse 26.4+) puts the view's definition in the
 # query instead. It changes the plan, not the answer: the contract's exactness tests run with it.
 READER_SETTINGS: dict[str, int] = {"analyzer_inline_views": 1}
@@ -59,7 +59,9 @@ def access_statements(
     ]
     if reader_settings:
         pairs = ", ".join(f"{name} = {int(value)}" for name, value in reader_settings.items())
-        statements.append(f"ALTER USER {WAREHOUSE_READER} SETTINGS {pairs}")
+        # MODIFY: the user keeps any other setting or profile an operator gave it (a bare
+        # SETTINGS clause would replace them all).
+        statements.append(f"ALTER USER {WAREHOUSE_READER} MODIFY SETTINGS {pairs}")
     statements += [
         f"GRANT SELECT ON {database}.{table} TO {WAREHOUSE_READER}"
         for table in (*READ_CONTRACT, *VERSIONED_TABLES)
