@@ -162,11 +162,11 @@ class FailingAfter:
     def __getattr__(self, name):
         return getattr(self._warehouse, name)
 
-    def write_encoded(self, encoded):
+    def write_encoded(self, encoded, **options):
         if self._allowed == 0:
             raise TransientError("warehouse insert failed: connection reset (injected)")
         self._allowed -= 1
-        self._warehouse.write_encoded(encoded)
+        return self._warehouse.write_encoded(encoded, **options)
 
 
 async def test_an_interrupted_rebuild_resumes_and_ends_complete(harness, chdb_path, tmp_path):

@@ -38,7 +38,7 @@ from data_pipeline.adapters.clickhouse_current import (
     SHIPMENTS,
     CurrentTable,
 )
-from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
+from data_pipeline.adapters.warehouse import LoadBatch, RawEvent, Touched
 from data_pipeline.domain.model import (
     AbandonedCartVersion,
     CartItem,
@@ -198,7 +198,7 @@ class EncodedBatch:
     (merchant_id, key) pairs to refresh."""
 
     inserts: dict[str, tuple[tuple[str, ...], bytes]]
-    touched: dict[str, set[tuple[int, int]]]
+    touched: Touched
 
     @property
     def empty(self) -> bool:
@@ -314,7 +314,7 @@ def _rows_by_table(batch: LoadBatch) -> dict[str, list[Any]]:
     return rows
 
 
-def _touched(batch: LoadBatch) -> dict[str, set[tuple[int, int]]]:
+def _touched(batch: LoadBatch) -> Touched:
     touched: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for record in batch.entities:
         table = _REFRESHED_BY.get(type(record))

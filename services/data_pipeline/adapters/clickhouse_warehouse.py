@@ -39,7 +39,7 @@ from data_pipeline.adapters.clickhouse_batches import (
 )
 from data_pipeline.adapters.clickhouse_current import CurrentTable, keyed_refresh
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
-from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, Warehouse
+from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, Touched, Warehouse
 from data_pipeline.errors import PermanentError, TransientError
 
 SERVER_INSERT_SETTINGS = {"async_insert": 1, "wait_for_async_insert": 1}
@@ -232,9 +232,9 @@ class ClickHouseWarehouse(Warehouse):
             raise TransientError(f"warehouse schema is not migrated: no {missing}") from None
         return BatchEncoder(self.database, types, self._compression)
 
-    def write_encoded(self, encoded: EncodedBatch) -> None:
+    def write_encoded(self, encoded: EncodedBatch, *, refresh: bool = True) -> Touched:
         """Insert an encoded batch (its tables in parallel), then refresh the current state of
-        the objects it touched; returns once the read contract shows it."""
+        the objects it touched; returns once the read contract shows it (with `refresh`)."""
         with self._write_lock:  # one batch at a time; its tables in parallel, then its objects
             try:
                 self._parallel(
@@ -245,17 +245,25 @@ class ClickHouseWarehouse(Warehouse):
                         for table, (columns, data) in encoded.inserts.items()
                     }
                 )
-                self._parallel(
-                    {
-                        f"refresh of {name}": lambda t=CURRENT_TABLES[name], k=keys: self._refresh(
-                            t, k
-                        )
-                        for name, keys in encoded.touched.items()
-                    }
-                )
+                if refresh:
+                    self._refresh_all(encoded.touched)
             except TransientError:
                 self._encoder = None  # a schema change shows as a failed insert: describe again
                 raise
+        return encoded.touched
+
+    def refresh(self, touched: Touched) -> None:
+        with self._write_lock:
+            self._refresh_all(touched)
+
+    def _refresh_all(self, touched: Touched) -> None:
+        self._parallel(
+            {
+                f"refresh of {name}": lambda t=CURRENT_TABLES[name], k=keys: self._refresh(t, k)
+                for name, keys in touched.items()
+                if keys
+            }
+        )
 
     def _parallel(self, actions: dict[str, Callable[[], Any]]) -> None:
         futures = [self._pool.submit(self._guard, what, action) for what, action in actions.items()]

@@ -48,6 +48,10 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+# The objects a write touched, by current-state table: (merchant_id, object id) pairs.
+Touched = dict[str, set[tuple[int, int]]]
+
+
 class BatchEncoding(Protocol):
     def encode(self, batch: LoadBatch) -> Any: ...
 
@@ -69,8 +73,15 @@ class Warehouse(abc.ABC):
         in worker processes."""
 
     @abc.abstractmethod
-    def write_encoded(self, encoded: Any) -> None:
-        """`write` of a batch `batch_encoder()` encoded."""
+    def write_encoded(self, encoded: Any, *, refresh: bool = True) -> Touched:
+        """`write` of a batch `batch_encoder()` encoded; returns the objects it touched. With
+        `refresh=False` their current state is left to a later `refresh` (the read contract does
+        not show the batch until then): a bulk import brings several batches up to date at
+        once, which costs less per object."""
+
+    @abc.abstractmethod
+    def refresh(self, touched: Touched) -> None:
+        """Bring the current state of these objects up to date with every stored version."""
 
     @abc.abstractmethod
     def query(

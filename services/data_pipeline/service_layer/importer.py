@@ -6,10 +6,13 @@ tokens, applied only when newer) and a settlement per event, so a re-import (or 
 that webhooks already delivered) loads nothing twice and is reported as duplicates. A line that
 cannot load is reported with its line number and skipped; the others still load.
 
-Throughput: events are loaded in batches of 4,000 (one insert per table, one snapshot refresh, one
-settlement round trip each), and the cyclic garbage collector is held back while they are built.
-With `processes` > 1 (the CLI's default: one per core), batches are parsed, transformed and
-encoded for the warehouse in worker processes while this process writes the previous one.
+Throughput: events are inserted in batches of 4,000 (one insert per table), and the current state
+of what the batches touched is refreshed once 16,000 objects are waiting (and at the end): one
+refresh of many objects costs less per object than several small ones. A batch's events are
+settled (and its merchant state applied) only after that refresh, when the read contract shows
+them. The cyclic garbage collector is held back while batches are built. With `processes` > 1
+(the CLI's default: one per core), batches are parsed, transformed and encoded for the
+warehouse in worker processes while this process writes the previous one.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.warehouse import BatchEncoding, LoadBatch, Warehouse
+from data_pipeline.adapters.warehouse import BatchEncoding, LoadBatch, Touched, Warehouse
 from data_pipeline.domain.envelope import parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import MerchantChange, OrderItemSet
@@ -38,6 +41,10 @@ from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 from data_pipeline.service_layer.processing import apply_merchant_changes, archive_record
 
 BATCH_EVENTS = 4000
+# Objects written and waiting for their current state's refresh, at most (then they are refreshed
+# and their events settled). Refreshing 40,000 orders 4,000 at a time took 1.8-2.2 s, 16,000 at a
+# time 1.3-1.4 s (and writes a quarter of the parts); see docs/benchmarks.md.
+REFRESH_OBJECTS = 16_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,23 @@ class _Prepared:
     changes: list[MerchantChange] = field(default_factory=list)
 
 
+@dataclass
+class _Unsettled:
+    """Batches written whose objects' current state is not yet refreshed, in input order."""
+
+    touched: Touched = field(default_factory=dict)
+    batches: deque[tuple[_Prepared, _Chunk]] = field(default_factory=deque)
+
+    @property
+    def objects(self) -> int:
+        return sum(len(keys) for keys in self.touched.values())
+
+    def add(self, prepared: _Prepared, chunk: _Chunk, touched: Touched) -> None:
+        for table, keys in touched.items():
+            self.touched.setdefault(table, set()).update(keys)
+        self.batches.append((prepared, chunk))
+
+
 @dataclass(frozen=True)
 class _Chunk:
     lines: list[tuple[int, bytes]]  # (line number, line)
@@ -102,6 +126,7 @@ class EventImporter:
         received: datetime | None = None,
         processes: int = 1,
         archived: bool = False,
+        refresh_objects: int = REFRESH_OBJECTS,
     ) -> None:
         """`processes` > 1: batches are parsed, transformed and encoded in that many worker
         processes while this one writes the previous batch (for inputs of more than one batch;
@@ -116,6 +141,7 @@ class EventImporter:
         self._batch_events = batch_events
         self._received = received or datetime.now(UTC)
         self._processes = processes
+        self._refresh_objects = refresh_objects
 
     def start_workers(self) -> None:
         """Start the worker processes now (they take about a second to import), e.g. while
@@ -147,47 +173,80 @@ class EventImporter:
         encoder = await asyncio.to_thread(self._warehouse.batch_encoder)
         task = _Task(encoder, self._cipher is not None, self._received, self._archived)
         pool, self._pool = self._pool, None
+        unsettled = _Unsettled()
         with _Preparers(task, self._processes, pool) as preparers:
             # Batches are written and settled in input order; up to `ahead` more are being
             # prepared meanwhile.
             pending: deque[tuple[asyncio.Future[_Prepared], _Chunk]] = deque()
-            async for chunk in _chunks(lines, self._batch_events):
-                full = len(chunk.lines) == self._batch_events
-                pending.append((preparers.submit(chunk, full=full), chunk))
-                while len(pending) > preparers.ahead:
-                    await self._finish(*pending.popleft(), report, progress)
-            while pending:
-                await self._finish(*pending.popleft(), report, progress)
+            try:
+                async for chunk in _chunks(lines, self._batch_events):
+                    full = len(chunk.lines) == self._batch_events
+                    pending.append((preparers.submit(chunk, full=full), chunk))
+                    while len(pending) > preparers.ahead:
+                        await self._write(*pending.popleft(), report, unsettled, progress)
+                while pending:
+                    await self._write(*pending.popleft(), report, unsettled, progress)
+            except Exception:
+                # What was written before the failure is still made visible and settled if the
+                # warehouse allows (a second run then skips it, as the report says).
+                with contextlib.suppress(Exception):
+                    await self._settle(unsettled, report, progress)
+                raise
+            await self._settle(unsettled, report, progress)
         return report
 
-    async def _finish(
+    async def _write(
         self,
         preparing: asyncio.Future[_Prepared],
         chunk: _Chunk,
         report: ImportReport,
+        unsettled: _Unsettled,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        """One batch written (off the event loop: the service keeps answering webhooks during
-        an import), then its merchant state and settlements, never before the write."""
+        """One batch inserted (off the event loop: the service keeps answering webhooks during
+        an import); settled with the others once enough objects wait for their refresh."""
         prepared = await preparing
         report.add(prepared.report)
+        touched: Touched = {}
         if prepared.encoded is not None:
-            await asyncio.to_thread(self._warehouse.write_encoded, prepared.encoded)
-        if prepared.changes:
-            assert self._cipher is not None  # checked per line when preparing
-            await apply_merchant_changes(self._state, self._cipher, prepared.changes)
-        # One "message" per event: importing it again is a redelivery, not a new event.
-        verdicts = await self._state.settle_many(
-            [(digest, f"import:{digest}", outcome) for digest, outcome in prepared.settlements]
-        )
-        for verdict, (_, outcome) in zip(verdicts, prepared.settlements, strict=True):
-            if verdict is Verdict.FIRST or verdict is Verdict.RECOVERED:
-                report.loaded += outcome == "loaded"
-                report.ignored += outcome == "ignored"
-            else:
-                report.duplicates += 1
-        if progress is not None:
-            progress(len(chunk.lines), chunk.size)
+            touched = await asyncio.to_thread(
+                self._warehouse.write_encoded, prepared.encoded, refresh=False
+            )
+            prepared.encoded = None  # written: its bytes need not wait for the refresh
+        unsettled.add(prepared, chunk, touched)
+        if unsettled.objects >= self._refresh_objects:
+            await self._settle(unsettled, report, progress)
+
+    async def _settle(
+        self,
+        unsettled: _Unsettled,
+        report: ImportReport,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """The written batches' objects refreshed, then per batch its merchant state and
+        settlements, never before: a settled event is one the read contract shows."""
+        if unsettled.touched:
+            await asyncio.to_thread(self._warehouse.refresh, unsettled.touched)
+            unsettled.touched = {}
+        while unsettled.batches:
+            prepared, chunk = unsettled.batches[0]
+            if prepared.changes:
+                assert self._cipher is not None  # checked per line when preparing
+                await apply_merchant_changes(self._state, self._cipher, prepared.changes)
+                prepared.changes = []  # applied (a retry after a failed settlement skips them)
+            # One "message" per event: importing it again is a redelivery, not a new event.
+            verdicts = await self._state.settle_many(
+                [(digest, f"import:{digest}", outcome) for digest, outcome in prepared.settlements]
+            )
+            unsettled.batches.popleft()
+            for verdict, (_, outcome) in zip(verdicts, prepared.settlements, strict=True):
+                if verdict is Verdict.FIRST or verdict is Verdict.RECOVERED:
+                    report.loaded += outcome == "loaded"
+                    report.ignored += outcome == "ignored"
+                else:
+                    report.duplicates += 1
+            if progress is not None:
+                progress(len(chunk.lines), chunk.size)
 
 
 @dataclass(frozen=True)
@@ -251,9 +310,10 @@ class _Task:
 class _Preparers:
     """Prepares chunks in this process (one at a time, in a thread: the GIL makes overlapping
     two Python-heavy steps in threads slower, measured) or, from the second full chunk on (or
-    with a pool started early), in `processes` worker processes, `processes` chunks ahead of
-    the writes. Not before: spawning them costs about a second, which two batches do not win
-    back (4,212 events: 3.3 s with workers from the first full chunk, 2.5 s without)."""
+    with a pool started early), in `processes` worker processes, two chunks each ahead of the
+    writes (one kept them idle while this process refreshed several batches' objects). Not
+    before: spawning them costs about a second, which two batches do not win back (4,212
+    events: 3.3 s with workers from the first full chunk, 2.5 s without)."""
 
     def __init__(self, task: _Task, processes: int, pool: ProcessPoolExecutor | None) -> None:
         self._task = task
@@ -263,7 +323,7 @@ class _Preparers:
 
     @property
     def ahead(self) -> int:
-        return self._processes if self._pool is not None else 0
+        return 2 * self._processes if self._pool is not None else 0
 
     def submit(self, chunk: _Chunk, *, full: bool) -> asyncio.Future[_Prepared]:
         self._full_chunks += full

@@ -40,7 +40,10 @@ class RecordingWarehouse(Warehouse):
     def batch_encoder(self) -> Any:
         raise NotImplementedError
 
-    def write_encoded(self, encoded: Any) -> None:
+    def write_encoded(self, encoded: Any, *, refresh: bool = True) -> Any:
+        raise NotImplementedError
+
+    def refresh(self, touched: Any) -> None:
         raise NotImplementedError
 
     def query(self, sql: str, parameters: Any = None, *, read_after_write: bool = False) -> Any:

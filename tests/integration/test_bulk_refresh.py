@@ -1,0 +1,173 @@
+"""A bulk import brings the current state of several batches up to date at once, settles an event
+only once the read contract shows it, and refreshes any number of objects in statements that
+ClickHouse accepts (it refuses a statement longer than `max_query_size`, 256 KiB by default)."""
+
+import asyncio
+import random
+import re
+
+from data_pipeline.adapters.clickhouse_current import KEY_LISTS_BUDGET, ORDERS, keyed_refresh
+from data_pipeline.adapters.sqlite_state import SqliteStateStore
+from data_pipeline.adapters.token_cipher import TokenCipher
+from data_pipeline.devtools.salla_samples import demo_store, encode
+from data_pipeline.errors import TransientError
+from data_pipeline.service_layer.importer import EventImporter
+
+from tests.e2e.test_import_events import expected
+
+MAX_QUERY_SIZE = 256 * 1024  # ClickHouse's default, on a server and in chDB
+MERCHANT = 1305146709
+
+
+def test_keys_past_one_statement_are_split_across_statements_that_cover_each_once():
+    # Ids as long as a UInt64 gets, so that 30,000 keys need several statements.
+    keys = [(10**18 + index % 3, 10**18 + index) for index in range(30_000)]
+    statements = keyed_refresh(ORDERS, "analytics", keys)
+    snapshots, tombstones = statements[0::2], statements[1::2]
+    assert len(snapshots) == len(tombstones) >= 3
+    assert all(len(statement.encode()) < MAX_QUERY_SIZE for statement in statements)
+    covered = [
+        int(order_id)
+        for statement in snapshots
+        for order_id in re.search(r"order_id IN \(([\d,]+)\)", statement).group(1).split(",")
+    ]
+    assert sorted(covered) == [order_id for _, order_id in keys]  # each once, none left out
+    assert max(len(statement) for statement in statements) > KEY_LISTS_BUDGET * 0.9  # packed
+
+
+def test_a_refresh_of_more_objects_than_one_statement_holds_shows_them_all(warehouse, tmp_path):
+    store = demo_store(seed=61, orders=25)
+    db = warehouse.database
+    importer = EventImporter(warehouse, _state(tmp_path), _cipher())
+    # Written without their refresh, then refreshed together with 40,000 keys no order has:
+    # several statements (the same refresh as one statement was refused: max_query_size).
+    orders = _import(importer, store, refresh_objects=10**9, write_only=True)
+    assert warehouse.query(f"SELECT count() FROM {db}.orders").rows == [(0,)]
+    strangers = {(MERCHANT, 10**18 + index) for index in range(40_000)}
+    warehouse.refresh({"orders_current": orders | strangers})
+    assert _truth_in(warehouse) == _truth_of(store)
+
+
+class RecordingWarehouse:
+    """The real warehouse, with the order of writes, refreshes and settlements recorded, and
+    writes failing from the `fail_at`-th on."""
+
+    def __init__(self, warehouse, log, fail_at=None):
+        self._warehouse, self._log, self._fail_at = warehouse, log, fail_at
+
+    def __getattr__(self, name):
+        return getattr(self._warehouse, name)
+
+    def write_encoded(self, encoded, **options):
+        writes = sum(entry == "write" for entry in self._log)
+        if self._fail_at is not None and writes + 1 >= self._fail_at:
+            raise TransientError("warehouse insert failed: connection reset (injected)")
+        self._log.append("write")
+        return self._warehouse.write_encoded(encoded, **options)
+
+    def refresh(self, touched):
+        self._log.append("refresh")
+        return self._warehouse.refresh(touched)
+
+
+def test_batches_are_refreshed_together_and_settled_only_once_the_contract_shows_them(
+    warehouse, tmp_path
+):
+    store = demo_store(seed=62, orders=30)
+    log: list[str] = []
+    recording = RecordingWarehouse(warehouse, log)
+    importer = EventImporter(recording, _state(tmp_path), _cipher(), batch_events=5)
+    progress = _import(importer, store, refresh_objects=9, log=log)
+
+    writes, refreshes = log.count("write"), log.count("refresh")
+    assert 1 < refreshes < writes  # several batches per refresh, more than one refresh
+    # Every batch reported done was written before a refresh that came before the report.
+    for position, entry in enumerate(log):
+        if entry.startswith("done"):
+            done = int(entry.split()[1])
+            last_refresh = max(i for i, e in enumerate(log[:position]) if e == "refresh")
+            assert 5 * log[:last_refresh].count("write") >= done  # five lines a batch
+    assert progress == len(store.events)
+    assert _truth_in(warehouse) == _truth_of(store)
+
+
+def test_an_import_cut_off_by_a_failing_write_settles_what_it_wrote_and_resumes(
+    warehouse, tmp_path
+):
+    store = demo_store(seed=63, orders=30)
+    state = _state(tmp_path)
+    log: list[str] = []
+    failing = RecordingWarehouse(warehouse, log, fail_at=6)
+    importer = EventImporter(failing, state, _cipher(), batch_events=5)
+    try:
+        _import(importer, store, refresh_objects=12, log=log)
+    except TransientError:
+        pass
+    else:
+        raise AssertionError("the injected failure did not stop the import")
+    written = 5 * log.count("write")  # events in the five batches written before the failure
+    assert log[-1] == f"done {written}"  # refreshed and settled, though the import failed
+
+    again = EventImporter(warehouse, state, _cipher(), batch_events=5)
+    report = asyncio.run(again.run([encode(event) for event in store.events]))
+    assert report.duplicates == written
+    assert report.loaded + report.ignored == len(store.events) - written
+    assert _truth_in(warehouse) == _truth_of(store)
+
+
+_KEY = TokenCipher.generate_key()
+
+
+def _cipher():
+    return TokenCipher(_KEY)
+
+
+def _state(tmp_path):
+    return SqliteStateStore(tmp_path / "state.sqlite3")
+
+
+def _import(importer, store, *, refresh_objects, log=None, write_only=False):
+    """Run `importer` over the store's events (shuffled: any order converges); returns the
+    lines it reported done, or with `write_only` the orders written and left unrefreshed."""
+    events = [encode(event) for event in store.events]
+    random.Random(5).shuffle(events)
+    importer._refresh_objects = refresh_objects
+    done = 0
+    touched: set[tuple[int, int]] = set()
+    if write_only:
+        real = importer._warehouse
+
+        class WriteOnly:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def write_encoded(self, encoded, **options):
+                touched.update(encoded.touched.get("orders_current", ()))
+                return real.write_encoded(encoded, **options)
+
+            def refresh(self, _touched):
+                return None  # left to the test
+
+        importer._warehouse = WriteOnly()
+
+    def progress(lines, _bytes):
+        nonlocal done
+        done += lines
+        if log is not None:
+            log.append(f"done {done}")
+
+    asyncio.run(importer.run(events, progress=progress))
+    return touched if write_only else done
+
+
+def _truth_of(store):
+    return expected(store)[:4]  # orders, their total, lines, their total (not the archive)
+
+
+def _truth_in(warehouse):
+    db = warehouse.database
+    [(orders, total)] = warehouse.query(f"SELECT count(), sum(total) FROM {db}.orders").rows
+    [(lines, line_total)] = warehouse.query(
+        f"SELECT count(), sum(line_total) FROM {db}.sales_facts"
+    ).rows
+    return orders, total, lines, line_total
