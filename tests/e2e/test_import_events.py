@@ -294,6 +294,55 @@ def test_a_missing_file_fails_in_one_line(tmp_path):
     assert result.returncode != 0 and "no such file" in result.stdout + result.stderr
 
 
+_HOLD = """
+import sys
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])  # open while it lives
+client.query("SELECT 1")
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_data_dir_open_in_another_process_is_named_as_such(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines_of(demo_store(seed=33, orders=4).events)))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str((tmp_path / "clickhouse").resolve())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        imported = run_cli("import-events", str(path), "--data-dir", str(tmp_path))
+        migrated = run_cli("migrate", "--data-dir", str(tmp_path))
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    said = " ".join((imported.stdout + imported.stderr).split())
+    assert imported.returncode == 2
+    assert "is in use by another process" in said and "--url http://127.0.0.1:8000" in said
+    assert "in use by another process" in migrated.stdout + migrated.stderr
+    assert migrated.returncode == 2
+    # Released, the same command imports the file.
+    again = run_cli("import-events", str(path), "--data-dir", str(tmp_path))
+    assert again.returncode == 0 and " 0 failed" in again.stdout
+
+
+def test_an_unreachable_warehouse_server_is_not_blamed_on_a_local_stack(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines_of(demo_store(seed=34, orders=4).events)))
+    env = clean_env(CLICKHOUSE_URL=f"http://default:secret@127.0.0.1:{free_port()}/")
+    result = run_cli("import-events", str(path), "--data-dir", str(tmp_path), env=env)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and "warehouse connect failed" in said
+    assert "in use" not in said and "--url" not in said
+    assert "run the same command again" in said
+    assert "secret" not in said  # the DSN's password is not echoed
+
+
 def test_import_through_a_running_local_stack(tmp_path):
     port, qport = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"

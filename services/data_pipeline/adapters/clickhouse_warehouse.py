@@ -18,11 +18,13 @@ what is left is the warehouse being unavailable.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,8 +109,21 @@ class ClickHouseWarehouse(Warehouse):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._guard("connect", self._open_reading)
+                    self._client = self._guard_connect(self._open_reading)
         return self._client
+
+    def _guard_connect(self, open_client: Callable[[], Client]) -> Client:
+        try:
+            client: Client = self._guard("connect", open_client)
+        except TransientError as error:
+            directory = Path(urlsplit(self._dsn).path)
+            if self.is_embedded and _held_by_another_process(directory):
+                raise WarehouseInUse(
+                    f"the warehouse directory {directory} is in use by another process "
+                    "(chDB opens a directory in one process at a time)"
+                ) from error
+            raise
+        return client
 
     def _open_reading(self) -> Client:
         """The client that reads. Embedded chDB has no users: the local stack's reads run with the
@@ -156,7 +171,7 @@ class ClickHouseWarehouse(Warehouse):
     def _client_for(self, table: str) -> Client:
         client = self._table_clients.get(table)
         if client is None:
-            client = self._guard("connect", self._open)
+            client = self._guard_connect(self._open)
             self._table_clients[table] = client
         return client
 
@@ -374,6 +389,25 @@ def _known_settings(client: Client, names: Iterable[str]) -> frozenset[str]:
         parameters={"names": list(names)},
     ).result_rows
     return frozenset(name for (name,) in rows)
+
+
+class WarehouseInUse(TransientError):
+    """The embedded warehouse's directory is open in another process (a running local stack)."""
+
+
+def _held_by_another_process(directory: Path) -> bool:
+    """Whether a ClickHouse engine holds `directory`: the engine keeps an exclusive `flock` on
+    its `status` file while it runs (chDB only says its engine failed to start)."""
+    try:
+        with (directory / "status").open("rb") as status:
+            try:
+                fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def _first_line(error: BaseException) -> str:

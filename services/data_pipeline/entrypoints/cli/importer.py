@@ -239,7 +239,7 @@ def _direct(
     advance: Any,
     importing: _Importing,
 ) -> None:
-    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, WarehouseInUse
     from data_pipeline.service_layer.importer import EventImporter
 
     data_dir = data_dir.resolve()
@@ -265,10 +265,12 @@ def _direct(
     try:
         warehouse.migrate()  # a new data dir gets its schema; a current one is untouched
         report.add(asyncio.run(run()))
+    except WarehouseInUse as error:
+        fail(f"{error}: import through the running stack (--url http://127.0.0.1:8000) or stop it")
     except TransientError as error:
         fail(
-            f"{error} (a running local stack holds the chDB directory: import through it with "
-            "--url http://127.0.0.1:8000, or stop it first)"
+            f"{error}. What was imported before it stays; once that is fixed, run the same "
+            "command again for the rest (what is already there is skipped)."
         )
     finally:
         importer.close()

@@ -60,7 +60,7 @@ def rebuild(
 ) -> None:
     """Rebuild the warehouse from the raw archive (every accepted event), resumably."""
     from data_pipeline.adapters.archive import open_archive
-    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, WarehouseInUse
     from data_pipeline.adapters.sqlite_state import SqliteStateStore
     from data_pipeline.service_layer.archive import key_parts
     from data_pipeline.service_layer.rebuild import ArchiveRebuild, plan, run_id
@@ -100,6 +100,8 @@ def rebuild(
             report = asyncio.run(run(keys, progress))
         merchants = sorted({parts[0] for key in keys if (parts := key_parts(key))})
         held = _warehouse_events(warehouse, database, merchants)
+    except WarehouseInUse as error:
+        fail(f"{error}: stop the running stack first")
     except TransientError as error:
         fail(f"{error} (interrupted runs resume: run the same command again)")
     finally:

@@ -22,15 +22,17 @@ def migrate(
     ),
 ) -> None:
     """Create or upgrade the warehouse schema; safe to run any number of times."""
-    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, WarehouseInUse
 
     target = dsn or f"chdb://{(data_dir / 'clickhouse').resolve()}"
     warehouse = ClickHouseWarehouse(target, database)
     try:
         applied = warehouse.migrate()
         version = warehouse.schema_version()
+    except WarehouseInUse as error:
+        fail(f"{error}: stop the running stack first")
     except TransientError as error:
-        fail(f"{error} (a running local stack holds the chDB directory; stop it first)")
+        fail(str(error))
     finally:
         warehouse.close()
     for name in applied:
@@ -52,7 +54,7 @@ def replay(
     """Rebuild the entity tables from the raw event archive (idempotent)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
+    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, WarehouseInUse
     from data_pipeline.service_layer.replay import replay_archive
 
     target = dsn or f"chdb://{(data_dir / 'clickhouse').resolve()}"
@@ -72,8 +74,10 @@ def replay(
                 merchant_id=merchant,
                 progress=lambda n: bar.advance(task, n),
             )
+    except WarehouseInUse as error:
+        fail(f"{error}: stop the running stack first")
     except TransientError as error:
-        fail(f"{error} (a running local stack holds the chDB directory; stop it first)")
+        fail(str(error))
     finally:
         warehouse.close()
     console.print(
