@@ -3,6 +3,7 @@ only once the read contract shows it, and refreshes any number of objects in sta
 ClickHouse accepts (it refuses a statement longer than `max_query_size`, 256 KiB by default)."""
 
 import asyncio
+import json
 import random
 import re
 
@@ -38,10 +39,10 @@ def test_keys_past_one_statement_are_split_across_statements_that_cover_each_onc
 def test_a_refresh_of_more_objects_than_one_statement_holds_shows_them_all(warehouse, tmp_path):
     store = demo_store(seed=61, orders=25)
     db = warehouse.database
-    importer = EventImporter(warehouse, _state(tmp_path), _cipher())
+    importer = EventImporter(warehouse, _state(tmp_path), _cipher(), refresh_events=10**9)
     # Written without their refresh, then refreshed together with 40,000 keys no order has:
     # several statements (the same refresh as one statement was refused: max_query_size).
-    orders = _import(importer, store, refresh_objects=10**9, write_only=True)
+    orders = _import(importer, store, write_only=True)
     assert warehouse.query(f"SELECT count() FROM {db}.orders").rows == [(0,)]
     strangers = {(MERCHANT, 10**18 + index) for index in range(40_000)}
     warehouse.refresh({"orders_current": orders | strangers})
@@ -76,8 +77,10 @@ def test_batches_are_refreshed_together_and_settled_only_once_the_contract_shows
     store = demo_store(seed=62, orders=30)
     log: list[str] = []
     recording = RecordingWarehouse(warehouse, log)
-    importer = EventImporter(recording, _state(tmp_path), _cipher(), batch_events=5)
-    progress = _import(importer, store, refresh_objects=9, log=log)
+    importer = EventImporter(
+        recording, _state(tmp_path), _cipher(), batch_events=5, refresh_events=9
+    )
+    progress = _import(importer, store, log=log)
 
     writes, refreshes = log.count("write"), log.count("refresh")
     assert 1 < refreshes < writes  # several batches per refresh, more than one refresh
@@ -98,9 +101,9 @@ def test_an_import_cut_off_by_a_failing_write_settles_what_it_wrote_and_resumes(
     state = _state(tmp_path)
     log: list[str] = []
     failing = RecordingWarehouse(warehouse, log, fail_at=6)
-    importer = EventImporter(failing, state, _cipher(), batch_events=5)
+    importer = EventImporter(failing, state, _cipher(), batch_events=5, refresh_events=12)
     try:
-        _import(importer, store, refresh_objects=12, log=log)
+        _import(importer, store, log=log)
     except TransientError:
         pass
     else:
@@ -115,6 +118,32 @@ def test_an_import_cut_off_by_a_failing_write_settles_what_it_wrote_and_resumes(
     assert _truth_in(warehouse) == _truth_of(store)
 
 
+def test_events_the_warehouse_does_not_model_are_settled_as_the_import_goes(warehouse, tmp_path):
+    log: list[str] = []
+    recording = RecordingWarehouse(warehouse, log)
+    importer = EventImporter(
+        recording, _state(tmp_path), _cipher(), batch_events=5, refresh_events=9
+    )
+    lines = [
+        json.dumps({"event": "app.trial.started", "merchant": MERCHANT, "data": {"n": n}}).encode()
+        for n in range(30)
+    ]
+    done = 0
+
+    def progress(count, _bytes):
+        nonlocal done
+        done += count
+        log.append(f"done {done}")
+
+    report = asyncio.run(importer.run(lines, progress=progress))
+    assert report.ignored == 30 and not report.failures
+    # Archived (written) five at a time, settled two batches at a time, not all at the end.
+    assert log == [
+        entry for n in (10, 20, 30) for entry in ("write", "write", f"done {n - 5}", f"done {n}")
+    ]
+    assert "refresh" not in log  # nothing to refresh: they touch no object
+
+
 _KEY = TokenCipher.generate_key()
 
 
@@ -126,12 +155,11 @@ def _state(tmp_path):
     return SqliteStateStore(tmp_path / "state.sqlite3")
 
 
-def _import(importer, store, *, refresh_objects, log=None, write_only=False):
+def _import(importer, store, *, log=None, write_only=False):
     """Run `importer` over the store's events (shuffled: any order converges); returns the
     lines it reported done, or with `write_only` the orders written and left unrefreshed."""
     events = [encode(event) for event in store.events]
     random.Random(5).shuffle(events)
-    importer._refresh_objects = refresh_objects
     done = 0
     touched: set[tuple[int, int]] = set()
     if write_only:
