@@ -28,8 +28,7 @@ from typing import Any
 from data_pipeline.adapters.archive import FileArchive
 from data_pipeline.devtools.salla_samples import StoreSimulation, encode
 from data_pipeline.domain.envelope import parse_envelope
-from data_pipeline.service_layer.archive import archive_objects
-from data_pipeline.service_layer.processing import archive_record
+from data_pipeline.service_layer.archive import archive_objects, archive_record
 
 from bench.processes import clean_env, timed_cli, workdir
 

@@ -19,7 +19,7 @@ from data_pipeline.devtools.salla_samples import StoreSimulation, encode
 from data_pipeline.domain.envelope import parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import OrderItemSet
-from data_pipeline.service_layer.processing import archive_record
+from data_pipeline.service_layer.archive import archive_record
 
 from bench.processes import workdir
 

@@ -12,7 +12,7 @@ from data_pipeline.devtools.salla_samples import demo_store, encode
 from data_pipeline.domain.envelope import parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.errors import TransientError
-from data_pipeline.service_layer.processing import archive_record
+from data_pipeline.service_layer.archive import archive_record
 
 
 def batch_of(events):

@@ -19,6 +19,7 @@ from data_pipeline.errors import InvalidPayload
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-zA-Z0-9_]+){0,5}$")
 _MAX_ID = 2**64 - 1
+MAX_WEBHOOK_BYTES = 1024 * 1024  # the largest body accepted, at the intake and per import line
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import re
 import zlib
 from collections import OrderedDict, defaultdict
@@ -32,6 +33,8 @@ import orjson
 
 from data_pipeline.adapters.archive import ArchiveStore
 from data_pipeline.adapters.warehouse import RawEvent
+from data_pipeline.domain.app_events import redact_secrets
+from data_pipeline.domain.envelope import Envelope
 from data_pipeline.errors import InvalidPayload, TransientError
 from data_pipeline.observability.metrics import PipelineMetrics
 
@@ -175,3 +178,21 @@ class RawArchive:
             self._archived.move_to_end(digest)
         while len(self._archived) > self._remembered:
             self._archived.popitem(last=False)
+
+
+def archive_record(envelope: Envelope, raw: bytes, received: datetime, source: str) -> RawEvent:
+    """The raw event as archived: byte-exact, except that credentials are redacted."""
+    if envelope.event.startswith("app."):
+        document = json.loads(raw)
+        body = json.dumps(redact_secrets(document), ensure_ascii=False, separators=(",", ":"))
+    else:
+        body = raw.decode("utf-8")
+    return RawEvent(
+        merchant_id=envelope.merchant_id,
+        body_sha256=envelope.body_sha256,
+        event=envelope.event,
+        event_created_at=envelope.created_at,
+        received_at=received,
+        source=source,
+        body=body,
+    )

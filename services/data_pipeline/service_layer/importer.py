@@ -27,18 +27,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
 
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.warehouse import BatchEncoding, LoadBatch, Touched, Warehouse
-from data_pipeline.domain.envelope import parse_envelope
-from data_pipeline.domain.events import transform
-from data_pipeline.domain.model import MerchantChange, OrderItemSet
-from data_pipeline.errors import InvalidPayload
-from data_pipeline.service_layer.archive import archived_event
-from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
-from data_pipeline.service_layer.processing import apply_merchant_changes, archive_record
+from data_pipeline.adapters.warehouse import Touched, Warehouse
+from data_pipeline.service_layer.import_batches import (
+    BatchPreparer,
+    Chunk,
+    ImportReport,
+    PreparedBatch,
+    prepare_in_worker,
+    start_worker,
+)
+from data_pipeline.service_layer.processing import apply_merchant_changes
 
 BATCH_EVENTS = 4000
 # Events written before the objects they touched are refreshed and they are settled (counted in
@@ -48,72 +49,21 @@ BATCH_EVENTS = 4000
 REFRESH_EVENTS = 16_000
 
 
-@dataclass(frozen=True)
-class ImportFailure:
-    line: int
-    reason: str
-
-
-@dataclass
-class ImportReport:
-    lines: int = 0
-    loaded: int = 0  # first time seen, modeled
-    ignored: int = 0  # first time seen, an event the warehouse does not model
-    duplicates: int = 0  # imported or delivered before (or twice in this input)
-    line_items: int = 0
-    failures: list[ImportFailure] = field(default_factory=list)
-
-    def add(self, other: ImportReport, line_offset: int = 0) -> None:
-        self.lines += other.lines
-        self.loaded += other.loaded
-        self.ignored += other.ignored
-        self.duplicates += other.duplicates
-        self.line_items += other.line_items
-        self.failures += [ImportFailure(f.line + line_offset, f.reason) for f in other.failures]
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "lines": self.lines,
-            "loaded": self.loaded,
-            "ignored": self.ignored,
-            "duplicates": self.duplicates,
-            "lineItems": self.line_items,
-            "failures": [{"line": f.line, "reason": f.reason} for f in self.failures],
-        }
-
-
-@dataclass
-class _Prepared:
-    encoded: Any  # the load batch as the warehouse's encoder made it (None: nothing to write)
-    report: ImportReport  # lines and failures of this chunk
-    settlements: list[tuple[str, str]] = field(default_factory=list)  # (body hash, outcome)
-    changes: list[MerchantChange] = field(default_factory=list)
-
-
 @dataclass
 class _Unsettled:
     """Batches written whose objects' current state is not yet refreshed, in input order."""
 
     touched: Touched = field(default_factory=dict)
-    batches: deque[tuple[_Prepared, _Chunk]] = field(default_factory=deque)
+    batches: deque[tuple[PreparedBatch, Chunk]] = field(default_factory=deque)
 
     @property
     def lines(self) -> int:
         return sum(len(chunk.lines) for _, chunk in self.batches)
 
-    def add(self, prepared: _Prepared, chunk: _Chunk, touched: Touched) -> None:
+    def add(self, prepared: PreparedBatch, chunk: Chunk, touched: Touched) -> None:
         for table, keys in touched.items():
             self.touched.setdefault(table, set()).update(keys)
         self.batches.append((prepared, chunk))
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    lines: list[tuple[int, bytes]]  # (line number, line)
-
-    @property
-    def size(self) -> int:
-        return sum(len(raw) for _, raw in self.lines)
 
 
 class EventImporter:
@@ -172,13 +122,13 @@ class EventImporter:
     ) -> ImportReport:
         report = ImportReport()
         encoder = await asyncio.to_thread(self._warehouse.batch_encoder)
-        task = _Task(encoder, self._cipher is not None, self._received, self._archived)
+        task = BatchPreparer(encoder, self._cipher is not None, self._received, self._archived)
         pool, self._pool = self._pool, None
         unsettled = _Unsettled()
         with _Preparers(task, self._processes, pool) as preparers:
             # Batches are written and settled in input order; up to `ahead` more are being
             # prepared meanwhile.
-            pending: deque[tuple[asyncio.Future[_Prepared], _Chunk]] = deque()
+            pending: deque[tuple[asyncio.Future[PreparedBatch], Chunk]] = deque()
             try:
                 async for chunk in _chunks(lines, self._batch_events):
                     full = len(chunk.lines) == self._batch_events
@@ -198,8 +148,8 @@ class EventImporter:
 
     async def _write(
         self,
-        preparing: asyncio.Future[_Prepared],
-        chunk: _Chunk,
+        preparing: asyncio.Future[PreparedBatch],
+        chunk: Chunk,
         report: ImportReport,
         unsettled: _Unsettled,
         progress: Callable[[int, int], None] | None,
@@ -250,64 +200,6 @@ class EventImporter:
                 progress(len(chunk.lines), chunk.size)
 
 
-@dataclass(frozen=True)
-class _Task:
-    """What preparing a chunk needs; picklable (sent with each chunk to a worker process: the
-    encoder is the tables' column type names, a few kilobytes)."""
-
-    encoder: BatchEncoding
-    tokens_storable: bool
-    received: datetime
-    archived: bool  # lines are raw archive records (service_layer/archive.py)
-
-    def prepare(self, chunk: _Chunk) -> _Prepared:
-        batch = LoadBatch()
-        prepared = _Prepared(encoded=None, report=ImportReport())
-        report = prepared.report
-        for number, raw in chunk.lines:
-            line = raw.strip()
-            if not line:
-                continue  # blank lines are not events
-            report.lines += 1
-            if len(line) > MAX_WEBHOOK_BYTES:
-                report.failures.append(ImportFailure(number, "line is over 1 MiB"))
-                continue
-            envelope = None
-            body, received, source = line, self.received, "import"
-            try:
-                if self.archived:  # the body is already redacted; its hash is the original's
-                    record = archived_event(line)
-                    body, received, source = record.body, record.received_at, record.source
-                    envelope = parse_envelope(body, digest=record.sha256)
-                else:
-                    envelope = parse_envelope(body)
-                result = transform(envelope)
-                changes = [] if self.archived else result.merchant_changes
-                if changes and not self.tokens_storable:
-                    raise InvalidPayload("merchant tokens need TOKEN_ENCRYPTION_KEY to be stored")
-            except InvalidPayload as error:
-                if envelope is not None:  # a valid envelope is archived even when rejected
-                    batch.raw_events.append(archive_record(envelope, body, received, source))
-                report.failures.append(ImportFailure(number, str(error)[:300]))
-                continue
-            except Exception as error:  # a hostile line must not stop the rest
-                reason = f"unexpected {type(error).__name__}: {error}"[:300]
-                report.failures.append(ImportFailure(number, reason))
-                continue
-            batch.raw_events.append(archive_record(envelope, body, received, source))
-            batch.entities.extend(result.entities)
-            prepared.changes.extend(changes)
-            prepared.settlements.append(
-                (envelope.body_sha256, "loaded" if result.modeled else "ignored")
-            )
-            report.line_items += sum(
-                len(e.items) for e in result.entities if isinstance(e, OrderItemSet)
-            )
-        if batch.size:
-            prepared.encoded = self.encoder.encode(batch)
-        return prepared
-
-
 class _Preparers:
     """Prepares chunks in this process (one at a time, in a thread: the GIL makes overlapping
     two Python-heavy steps in threads slower, measured) or, from the second full chunk on (or
@@ -316,7 +208,9 @@ class _Preparers:
     before: spawning them costs about a second, which two batches do not win back (4,212
     events: 3.3 s with workers from the first full chunk, 2.5 s without)."""
 
-    def __init__(self, task: _Task, processes: int, pool: ProcessPoolExecutor | None) -> None:
+    def __init__(
+        self, task: BatchPreparer, processes: int, pool: ProcessPoolExecutor | None
+    ) -> None:
         self._task = task
         self._processes = processes
         self._pool = pool
@@ -326,12 +220,12 @@ class _Preparers:
     def ahead(self) -> int:
         return 2 * self._processes if self._pool is not None else 0
 
-    def submit(self, chunk: _Chunk, *, full: bool) -> asyncio.Future[_Prepared]:
+    def submit(self, chunk: Chunk, *, full: bool) -> asyncio.Future[PreparedBatch]:
         self._full_chunks += full
         if self._pool is None and self._processes > 1 and self._full_chunks >= 2:
             self._pool = start_pool(self._processes)
         if self._pool is not None:
-            return asyncio.wrap_future(self._pool.submit(_prepare_in_worker, self._task, chunk))
+            return asyncio.wrap_future(self._pool.submit(prepare_in_worker, self._task, chunk))
         return asyncio.ensure_future(asyncio.to_thread(self._task.prepare, chunk))
 
     def __enter__(self) -> _Preparers:
@@ -346,28 +240,11 @@ def start_pool(processes: int) -> ProcessPoolExecutor:
     """Worker processes, started now rather than at their first batch. Spawned, not forked:
     this process runs chDB's and the event loop's threads."""
     pool = ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+        processes, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker
     )
     for _ in range(processes):  # a process is spawned per submit while none is idle
-        pool.submit(_start_worker)
+        pool.submit(start_worker)
     return pool
-
-
-def _start_worker() -> None:
-    # A worker only prepares batches, and a batch's objects hold no reference cycles: reference
-    # counting frees them. The cyclic collector, triggered by allocation counts, traversed each
-    # batch's millions of live objects again and again (measured: preparing 10 % slower even at
-    # _few_collections' threshold). So it is off here, with one collection between batches.
-    gc.disable()
-    gc.freeze()  # what the imports made is out of every collection's sight
-
-
-def _prepare_in_worker(task: _Task, chunk: _Chunk) -> _Prepared:
-    # Between batches little is alive: whatever cycles the last one left go, cheaply, and what
-    # stays (modules imported since) is frozen out of the next collections' sight.
-    gc.collect()
-    gc.freeze()
-    return task.prepare(chunk)
 
 
 @contextlib.contextmanager
@@ -384,13 +261,11 @@ def _few_collections() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
-async def _chunks(
-    lines: AsyncIterable[bytes] | Iterable[bytes], size: int
-) -> AsyncIterator[_Chunk]:
+async def _chunks(lines: AsyncIterable[bytes] | Iterable[bytes], size: int) -> AsyncIterator[Chunk]:
     if not isinstance(lines, AsyncIterable):  # a file: a chunk's lines read at once, not one
         numbered = enumerate(lines, start=1)  # by one through async generators (~2 µs a line)
         while chunk := list(islice(numbered, size)):
-            yield _Chunk(chunk)
+            yield Chunk(chunk)
         return
     chunk: list[tuple[int, bytes]] = []
     number = 0
@@ -398,7 +273,7 @@ async def _chunks(
         number += 1
         chunk.append((number, line))
         if len(chunk) >= size:
-            yield _Chunk(chunk)
+            yield Chunk(chunk)
             chunk = []
     if chunk:
-        yield _Chunk(chunk)
+        yield Chunk(chunk)

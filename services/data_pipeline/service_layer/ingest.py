@@ -21,7 +21,6 @@ from data_pipeline.observability.metrics import PipelineMetrics
 from shared.topics import RAW_EVENTS_TOPIC
 
 log = structlog.get_logger("ingress")
-MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 class Unauthenticated(PipelineError):

@@ -9,7 +9,6 @@ converges to the same final state, whatever failed half-way through the previous
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,13 +17,13 @@ import structlog
 
 from data_pipeline.adapters.state import EncryptedTokens, StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
-from data_pipeline.domain.app_events import redact_secrets
-from data_pipeline.domain.envelope import Envelope, body_sha256, parse_envelope
+from data_pipeline.adapters.warehouse import LoadBatch
+from data_pipeline.domain.envelope import body_sha256, parse_envelope
 from data_pipeline.domain.events import transform
 from data_pipeline.domain.model import MerchantAuthorized, MerchantChange, MerchantInstallChanged
 from data_pipeline.errors import InvalidPayload
 from data_pipeline.observability.metrics import PipelineMetrics
+from data_pipeline.service_layer.archive import archive_record
 from data_pipeline.service_layer.domain_events import DomainEventPublisher
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.rag import EmbedFeed
@@ -145,21 +144,3 @@ async def apply_merchant_changes(
             await state.set_tokens(change.merchant_id, tokens, change.version)
         elif isinstance(change, MerchantInstallChanged):
             await state.set_installed(change.merchant_id, change.installed, change.version)
-
-
-def archive_record(envelope: Envelope, raw: bytes, received: datetime, source: str) -> RawEvent:
-    """The raw event as archived: byte-exact, except that credentials are redacted."""
-    if envelope.event.startswith("app."):
-        document = json.loads(raw)
-        body = json.dumps(redact_secrets(document), ensure_ascii=False, separators=(",", ":"))
-    else:
-        body = raw.decode("utf-8")
-    return RawEvent(
-        merchant_id=envelope.merchant_id,
-        body_sha256=envelope.body_sha256,
-        event=envelope.event,
-        event_created_at=envelope.created_at,
-        received_at=received,
-        source=source,
-        body=body,
-    )

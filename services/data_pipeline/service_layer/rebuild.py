@@ -26,7 +26,8 @@ from data_pipeline.adapters.state import StateStore
 from data_pipeline.adapters.warehouse import Warehouse
 from data_pipeline.errors import InvalidPayload
 from data_pipeline.service_layer.archive import key_parts, object_lines
-from data_pipeline.service_layer.importer import EventImporter, ImportReport
+from data_pipeline.service_layer.import_batches import ImportReport
+from data_pipeline.service_layer.importer import EventImporter
 
 
 @dataclass(frozen=True)

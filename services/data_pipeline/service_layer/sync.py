@@ -59,6 +59,7 @@ from data_pipeline.domain.sync import (
     slice_months_for,
 )
 from data_pipeline.errors import InvalidPayload, PermanentError, TransientError
+from data_pipeline.service_layer.archive import archive_record
 from data_pipeline.service_layer.domain_events import DomainEventPublisher, sync_event
 from data_pipeline.service_layer.loader import GroupCommitLoader
 from data_pipeline.service_layer.merchant_tokens import (
@@ -66,7 +67,6 @@ from data_pipeline.service_layer.merchant_tokens import (
     MerchantNotAuthorized,
     TokenProvider,
 )
-from data_pipeline.service_layer.processing import archive_record
 from data_pipeline.service_layer.rag import EmbedFeed
 from data_pipeline.service_layer.salla_budget import BudgetDeferred, RequestBudget
 from shared.topics import SYNC_FLOW

@@ -38,3 +38,25 @@ def test_loading_the_commands_leaves_what_only_some_commands_use_unloaded():
         "assert not loaded, f'loading the commands imports {loaded}'\n"
     )
     subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_an_import_worker_loads_only_what_preparing_batches_needs():
+    # Each import spawns a worker per core while the command loads chDB; the webhook path's
+    # service layer (RAG, logging, the state stores) cost each one ~0.4 s of CPU to import.
+    webhook_path = (
+        "data_pipeline.service_layer.processing",
+        "data_pipeline.service_layer.rag",
+        "data_pipeline.service_layer.ingest",
+        "structlog",
+        "chdb",
+    )
+    check = (
+        "from data_pipeline.service_layer.importer import start_pool\n"
+        "pool = start_pool(1)\n"
+        "modules = pool.submit(eval, 'sorted(__import__(\"sys\").modules)').result()\n"
+        "pool.shutdown()\n"
+        f"loaded = sorted(m for m in {webhook_path!r} if m in modules)\n"
+        "assert 'data_pipeline.service_layer.import_batches' in modules, 'not a worker'\n"
+        "assert not loaded, f'an import worker loads {loaded}'\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)

@@ -4,8 +4,8 @@ order mark dropped, no line held whole past the limit, a broken stream ended whe
 import gzip
 import io
 
+from data_pipeline.domain.envelope import MAX_WEBHOOK_BYTES
 from data_pipeline.entrypoints.cli.importer import CHUNK_BYTES, CHUNK_LINES, _chunks, _Lines
-from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 
 from shared.topics import IMPORT_MAX_BYTES
 

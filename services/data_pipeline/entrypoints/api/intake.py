@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from data_pipeline.domain.envelope import MAX_WEBHOOK_BYTES
 from data_pipeline.entrypoints.api.body import read_limited
 from data_pipeline.entrypoints.api.errors import webhook_answer
-from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
 from shared.topics import HEALTH_PATH, WEBHOOK_PATH
 
 if TYPE_CHECKING:

@@ -75,8 +75,8 @@ def import_events(
 ) -> None:
     """Load Salla events from a file as the worker would: re-importing is a no-op, a bad line is
     reported with its number and skipped, the exit status says whether any line failed."""
-    from data_pipeline.service_layer.importer import ImportReport
-    from data_pipeline.service_layer.ingest import MAX_WEBHOOK_BYTES
+    from data_pipeline.domain.envelope import MAX_WEBHOOK_BYTES
+    from data_pipeline.service_layer.import_batches import ImportReport
 
     stream, size = _open(file)
     lines = _Lines(stream, limit=MAX_WEBHOOK_BYTES)
@@ -303,7 +303,7 @@ def _cipher(data_dir: Path, *, local: bool) -> Any:
 
 
 def _through_service(url: str, data_dir: Path, lines: _Lines, report: Any, advance: Any) -> None:
-    from data_pipeline.service_layer.importer import ImportFailure, ImportReport
+    from data_pipeline.service_layer.import_batches import ImportFailure, ImportReport
 
     client = ServiceClient.connect(url, data_dir)
     offset = 0
