@@ -15,7 +15,14 @@ from decimal import Decimal
 import clickhouse_connect
 import pytest
 from data_pipeline.adapters import clickhouse_warehouse
-from data_pipeline.adapters.clickhouse_current import ORDERS, keyed_refresh
+from data_pipeline.adapters.clickhouse_current import (
+    CURRENT_TABLES,
+    ORDERS,
+    _joined_snapshot_select,
+    _snapshot_select,
+    keyed_refresh,
+    keys_filter,
+)
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS, READ_CONTRACT
 from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse
 from data_pipeline.adapters.warehouse import LoadBatch
@@ -535,3 +542,38 @@ def test_writes_of_the_version_before_during_the_deploy_window(warehouse, chdb_p
     monkeypatch.undo()
     warehouse.write(LoadBatch(entities=[version_row(51, 40, status="paid")]))
     assert lines_of(warehouse, 51) == [(1, 1, "paid", at)]
+
+
+def write_versions_with_item_sets(chdb_path, db, table, parts=3):
+    """Versions written straight into `table`'s source, one part per round: 40 objects of
+    several versions each, some sharing a version with another body, each carrying an item set
+    of 0-4 items or none (a body's items follow from its version and body key, as the
+    transform's do from the body)."""
+    client = admin(chdb_path)
+    first_item = f"{table.nested}.{table.items[0]}"
+    for part in range(parts):
+        client.command(
+            f"INSERT INTO {db}.{table.source} (merchant_id, {table.key}, version, body_key, "
+            f"event_time, has_{table.nested}, `{first_item}`) "
+            "SELECT 7, object, version, body, now64(3), body_hash % 4 != 0, "
+            "if(body_hash % 4 != 0, arrayMap(i -> body_hash % 100000 * 10 + i, "
+            "range(body_hash % 5)), []) FROM ("
+            " SELECT 1 + number % 40 AS object, 1 + intDiv(number, 40) % 3 AS version,"
+            f" cityHash64(number, {part}) % 3 AS body,"
+            " cityHash64(object, version, body) AS body_hash FROM numbers(160))"
+        )
+
+
+@pytest.mark.parametrize("table", [t for t in CURRENT_TABLES if t.items], ids=lambda t: t.name)
+def test_a_bulk_refresh_computes_the_snapshots_the_full_refresh_does(warehouse, chdb_path, table):
+    # A bulk refresh takes each object's item set by sorting its versions and joining; the full
+    # refresh (migrations) by an argMaxIf per item column. The same rows, object by object.
+    db = warehouse.database
+    write_versions_with_item_sets(chdb_path, db, table)
+    keys = warehouse.query(f"SELECT DISTINCT merchant_id, {table.key} FROM {db}.{table.source}")
+    where = "WHERE " + keys_filter(table.key, keys.rows)
+    rows = "SELECT * FROM ({}) ORDER BY merchant_id, {}"
+    keyed = warehouse.query(rows.format(_joined_snapshot_select(table, db, where), table.key))
+    full = warehouse.query(rows.format(_snapshot_select(table, db, ""), table.key))
+    assert len(keyed.rows) == 40
+    assert keyed.rows == full.rows
