@@ -7,7 +7,15 @@ import json
 import random
 import re
 
-from data_pipeline.adapters.clickhouse_current import KEY_LISTS_BUDGET, ORDERS, keyed_refresh
+import pytest
+from data_pipeline.adapters.clickhouse_current import (
+    JOINED_ITEMS_FROM_KEYS,
+    KEY_LISTS_BUDGET,
+    ORDERS,
+    PRODUCTS,
+    SHARED_SNAPSHOT,
+    keyed_refresh,
+)
 from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.devtools.salla_samples import demo_store, encode
@@ -20,10 +28,13 @@ MAX_QUERY_SIZE = 256 * 1024  # ClickHouse's default, on a server and in chDB
 MERCHANT = 1305146709
 
 
-def test_keys_past_one_statement_are_split_across_statements_that_cover_each_once():
+@pytest.mark.parametrize("shared_snapshot", [False, True], ids=["aggregated", "joined"])
+def test_keys_past_one_statement_are_split_across_statements_that_cover_each_once(
+    shared_snapshot,
+):
     # Ids as long as a UInt64 gets, so that 30,000 keys need several statements.
     keys = [(10**18 + index % 3, 10**18 + index) for index in range(30_000)]
-    statements = keyed_refresh(ORDERS, "analytics", keys)
+    statements = keyed_refresh(ORDERS, "analytics", keys, shared_snapshot=shared_snapshot)
     snapshots, tombstones = statements[0::2], statements[1::2]
     assert len(snapshots) == len(tombstones) >= 3
     assert all(len(statement.encode()) < MAX_QUERY_SIZE for statement in statements)
@@ -34,6 +45,18 @@ def test_keys_past_one_statement_are_split_across_statements_that_cover_each_onc
     ]
     assert sorted(covered) == [order_id for _, order_id in keys]  # each once, none left out
     assert max(len(statement) for statement in statements) > KEY_LISTS_BUDGET * 0.9  # packed
+
+
+def test_only_a_bulk_refresh_on_a_server_sharing_one_snapshot_joins_item_sets():
+    def joined(keys, shared_snapshot, table=ORDERS):
+        [snapshots, *_] = keyed_refresh(table, "db", keys, shared_snapshot=shared_snapshot)
+        return "JOIN" in snapshots, snapshots.endswith(f"SETTINGS {SHARED_SNAPSHOT} = 1")
+
+    bulk = [(MERCHANT, order_id) for order_id in range(1, JOINED_ITEMS_FROM_KEYS + 1)]
+    assert joined(bulk, shared_snapshot=True) == (True, True)
+    assert joined(bulk[:-1], shared_snapshot=True) == (False, False)  # a webhook batch's
+    assert joined(bulk, shared_snapshot=False) == (False, False)  # a server before 25.6
+    assert joined(bulk, shared_snapshot=True, table=PRODUCTS) == (False, False)  # no item sets
 
 
 class RecordingWarehouse:
@@ -76,6 +99,7 @@ def test_a_refresh_of_more_objects_than_one_statement_holds_shows_them_all(wareh
     assert warehouse.query(f"SELECT count() FROM {db}.orders").rows == [(0,)]
     strangers = {(MERCHANT, 10**18 + index) for index in range(40_000)}
     warehouse.refresh({"orders_current": deferring.deferred["orders_current"] | strangers})
+    assert warehouse._shared_snapshot  # chDB shares one snapshot per query: item sets joined
     assert _truth_in(warehouse) == _truth_of(store)
 
 

@@ -566,8 +566,9 @@ def write_versions_with_item_sets(chdb_path, db, table, parts=3):
 
 @pytest.mark.parametrize("table", [t for t in CURRENT_TABLES if t.items], ids=lambda t: t.name)
 def test_a_bulk_refresh_computes_the_snapshots_the_full_refresh_does(warehouse, chdb_path, table):
-    # A bulk refresh takes each object's item set by sorting its versions and joining; the full
-    # refresh (migrations) by an argMaxIf per item column. The same rows, object by object.
+    # A bulk refresh joins each object's item set to its other fields (the newest version that
+    # carried one, found by the aggregate); the full refresh (migrations) takes it by an
+    # argMaxIf per item column. The same rows, object by object.
     db = warehouse.database
     write_versions_with_item_sets(chdb_path, db, table)
     keys = warehouse.query(f"SELECT DISTINCT merchant_id, {table.key} FROM {db}.{table.source}")

@@ -311,6 +311,10 @@ def _snapshot_select(table: CurrentTable, db: str, where: str, *, source: str = 
 # the join's fixed cost loses (1 order: 45 ms against 35; 1,000: 83 against 66), from about
 # 4,000-8,000 it wins (16,000 in a row: 0.26-0.29 s against 0.42-0.45).
 JOINED_ITEMS_FROM_KEYS = 8_000
+# The joined snapshot reads the versions twice, and two reads of one table in a query may see
+# different parts (an insert landing between them: ClickHouse issue 66645) unless they share
+# one snapshot. Servers without this setting (before 25.6) refresh with the aggregate instead.
+SHARED_SNAPSHOT = "enable_shared_storage_snapshot_in_query"
 
 
 def _joined_snapshot_select(table: CurrentTable, db: str, where: str) -> str:
@@ -319,7 +323,9 @@ def _joined_snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     BY) and joined to the other fields, rather than by an argMaxIf per item column: argMax keeps
     an array in a generic value per object and compares as it goes. For a bulk refresh only: the
     join holds the item sets in memory, which over a whole table (the full refresh) would not
-    fit, where grouping in key order streams."""
+    fit, where grouping in key order streams. The statement that runs it must share one
+    snapshot between its reads (`SHARED_SNAPSHOT`): the items must come from the versions the
+    other fields were computed from."""
     if not table.items:
         return _snapshot_select(table, db, where)
     key, nested = table.key, table.nested
@@ -391,18 +397,22 @@ def keys_filter(key: str, keys: Iterable[tuple[int, int]]) -> str:
 KEY_LISTS_BUDGET = 192 * 1024
 
 
-def keyed_refresh(table: CurrentTable, db: str, keys: Iterable[tuple[int, int]]) -> list[str]:
+def keyed_refresh(
+    table: CurrentTable, db: str, keys: Iterable[tuple[int, int]], *, shared_snapshot: bool = False
+) -> list[str]:
     """The statements that bring the objects `keys` up to date, in order: per share of the keys
-    that fits one statement, its snapshots, then its tombstone pass."""
+    that fits one statement, its snapshots, then its tombstone pass. `shared_snapshot`: the
+    server has `SHARED_SNAPSHOT`, so big shares may join their item sets."""
     statements = []
     for share in _shares(keys, KEY_LISTS_BUDGET):
         where = keys_filter(table.key, share)
-        select = (
-            _joined_snapshot_select if len(share) >= JOINED_ITEMS_FROM_KEYS else _snapshot_select
-        )
+        snapshots, settings = _snapshot_select(table, db, f"WHERE {where}"), ""
+        if shared_snapshot and table.items and len(share) >= JOINED_ITEMS_FROM_KEYS:
+            snapshots = _joined_snapshot_select(table, db, f"WHERE {where}")
+            settings = f" SETTINGS {SHARED_SNAPSHOT} = 1"
         statements.append(
             f"INSERT INTO {db}.{table.name} ({_insert_columns(table)}) SELECT "
-            f"{_select_columns(table)} FROM ({select(table, db, 'WHERE ' + where)})"
+            f"{_select_columns(table)} FROM ({snapshots}){settings}"
         )
         if table.time_column is not None:
             statements.append(_tombstones(table, db, where))

@@ -39,7 +39,12 @@ from data_pipeline.adapters.clickhouse_batches import (
     BatchEncoder,
     EncodedBatch,
 )
-from data_pipeline.adapters.clickhouse_current import CurrentTable, keyed_refresh
+from data_pipeline.adapters.clickhouse_current import (
+    JOINED_ITEMS_FROM_KEYS,
+    SHARED_SNAPSHOT,
+    CurrentTable,
+    keyed_refresh,
+)
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
 from data_pipeline.adapters.warehouse import LoadBatch, QueryResult, Touched, Warehouse
 from data_pipeline.errors import PermanentError, TransientError
@@ -89,6 +94,7 @@ class ClickHouseWarehouse(Warehouse):
         # them costs a round trip, so it is kept, and dropped on any failure and by migrations.
         self._table_clients: dict[str, Client] = {}
         self._encoder: BatchEncoder | None = None
+        self._shared_snapshot: bool | None = None  # whether the server has SHARED_SNAPSHOT
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="warehouse-insert")
         self._write_lock = threading.Lock()
         # chDB inserts synchronously by default, and its client applies per-call settings by
@@ -288,7 +294,13 @@ class ClickHouseWarehouse(Warehouse):
 
     def _refresh(self, table: CurrentTable, keys: set[tuple[int, int]]) -> None:
         client = self._client_for(table.name)
-        for statement in keyed_refresh(table, self.database, sorted(keys)):
+        bulk = bool(table.items) and len(keys) >= JOINED_ITEMS_FROM_KEYS
+        if bulk and self._shared_snapshot is None:  # asked once, by the first bulk refresh
+            self._shared_snapshot = SHARED_SNAPSHOT in _known_settings(client, [SHARED_SNAPSHOT])
+        statements = keyed_refresh(
+            table, self.database, sorted(keys), shared_snapshot=bool(self._shared_snapshot)
+        )
+        for statement in statements:
             client.command(statement, settings=self._refresh_settings)
 
     def _insert(self, table: str, columns: Sequence[str], native: bytes) -> None:
