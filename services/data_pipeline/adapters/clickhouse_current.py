@@ -317,6 +317,11 @@ JOINED_ITEMS_FROM_KEYS = 8_000
 SHARED_SNAPSHOT = "enable_shared_storage_snapshot_in_query"
 
 
+def joins_item_sets(table: CurrentTable, keys: int) -> bool:
+    """Whether a refresh statement of `keys` objects of `table` is one to join item sets in."""
+    return bool(table.items) and keys >= JOINED_ITEMS_FROM_KEYS
+
+
 def _joined_snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     """The snapshots of the objects `where` selects, as `_snapshot_select` computes them, with
     the item set taken from the newest version that carried one by sorting the versions (LIMIT 1
@@ -326,8 +331,6 @@ def _joined_snapshot_select(table: CurrentTable, db: str, where: str) -> str:
     fit, where grouping in key order streams. The statement that runs it must share one
     snapshot between its reads (`SHARED_SNAPSHOT`): the items must come from the versions the
     other fields were computed from."""
-    if not table.items:
-        return _snapshot_select(table, db, where)
     key, nested = table.key, table.nested
     fields = _snapshot_select(replace(table, items=()), db, "", source="versions")
     items = ", ".join(f"{nested}.{item}" for item in table.items)
@@ -407,7 +410,7 @@ def keyed_refresh(
     for share in _shares(keys, KEY_LISTS_BUDGET):
         where = keys_filter(table.key, share)
         snapshots, settings = _snapshot_select(table, db, f"WHERE {where}"), ""
-        if shared_snapshot and table.items and len(share) >= JOINED_ITEMS_FROM_KEYS:
+        if shared_snapshot and joins_item_sets(table, len(share)):
             snapshots = _joined_snapshot_select(table, db, f"WHERE {where}")
             settings = f" SETTINGS {SHARED_SNAPSHOT} = 1"
         statements.append(

@@ -40,9 +40,9 @@ from data_pipeline.adapters.clickhouse_batches import (
     EncodedBatch,
 )
 from data_pipeline.adapters.clickhouse_current import (
-    JOINED_ITEMS_FROM_KEYS,
     SHARED_SNAPSHOT,
     CurrentTable,
+    joins_item_sets,
     keyed_refresh,
 )
 from data_pipeline.adapters.clickhouse_schema import MIGRATIONS
@@ -294,8 +294,8 @@ class ClickHouseWarehouse(Warehouse):
 
     def _refresh(self, table: CurrentTable, keys: set[tuple[int, int]]) -> None:
         client = self._client_for(table.name)
-        bulk = bool(table.items) and len(keys) >= JOINED_ITEMS_FROM_KEYS
-        if bulk and self._shared_snapshot is None:  # asked once, by the first bulk refresh
+        # Asked once, by the first refresh that could join (the real-time path's never do).
+        if self._shared_snapshot is None and joins_item_sets(table, len(keys)):
             self._shared_snapshot = SHARED_SNAPSHOT in _known_settings(client, [SHARED_SNAPSHOT])
         statements = keyed_refresh(
             table, self.database, sorted(keys), shared_snapshot=bool(self._shared_snapshot)

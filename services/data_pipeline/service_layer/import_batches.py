@@ -134,7 +134,8 @@ def start_worker() -> None:
     # A worker only prepares batches, and a batch's objects hold no reference cycles: reference
     # counting frees them. The cyclic collector, triggered by allocation counts, traversed each
     # batch's millions of live objects again and again (measured: preparing 10 % slower even at
-    # _few_collections' threshold). So it is off here, with one collection between batches.
+    # the importer's `_few_collections` threshold). So it is off here, with one collection
+    # between batches.
     gc.disable()
     gc.freeze()  # what the imports made is out of every collection's sight
 
