@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from data_pipeline.domain.model import WarehouseEntity
+from data_pipeline.domain.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RawEvent:
     """A received event as archived for replay. Credentials are already redacted from `body`."""
 

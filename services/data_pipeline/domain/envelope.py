@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from data_pipeline.domain.dates import parse_salla_datetime
+from data_pipeline.domain.records import record
 from data_pipeline.errors import InvalidPayload
 
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-zA-Z0-9_]+){0,5}$")
@@ -22,7 +22,7 @@ _MAX_ID = 2**64 - 1
 MAX_WEBHOOK_BYTES = 1024 * 1024  # the largest body accepted, at the intake and per import line
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Envelope:
     event: str
     merchant_id: int

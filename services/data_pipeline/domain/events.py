@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from data_pipeline.domain import (
@@ -18,6 +17,7 @@ from data_pipeline.domain import (
 from data_pipeline.domain.dates import parse_optional_datetime
 from data_pipeline.domain.envelope import Envelope
 from data_pipeline.domain.model import MerchantChange, OrderVersion, WarehouseEntity
+from data_pipeline.domain.records import record
 from data_pipeline.domain.versioning import (
     body_key,
     make_version,
@@ -27,7 +27,7 @@ from data_pipeline.domain.versioning import (
 from data_pipeline.errors import InvalidPayload
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transformation:
     """What one event changes. `modeled` is False for event types we deliberately ignore."""
 

@@ -8,12 +8,13 @@ addresses) is kept: city and country are the finest location we store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from data_pipeline.domain.records import record
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class ItemOption:
     """One chosen option value of a line item (size, add-on), with the price it adds."""
 
@@ -22,7 +23,7 @@ class ItemOption:
     price: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderItem:
     item_id: int
     product_id: int | None
@@ -51,7 +52,7 @@ class OrderItem:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderVersion:
     merchant_id: int
     order_id: int
@@ -84,7 +85,7 @@ class OrderVersion:
     body_key: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderItemSet:
     """The complete set of line items of an order at `version`; replaces earlier sets whole."""
 
@@ -95,7 +96,7 @@ class OrderItemSet:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProductVersion:
     merchant_id: int
     product_id: int
@@ -121,7 +122,7 @@ class ProductVersion:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CustomerVersion:
     merchant_id: int
     customer_id: int
@@ -137,7 +138,7 @@ class CustomerVersion:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CartItem:
     product_id: int | None
     quantity: Decimal
@@ -145,7 +146,7 @@ class CartItem:
     line_total: Decimal | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AbandonedCartVersion:
     merchant_id: int
     cart_id: int
@@ -169,7 +170,7 @@ class AbandonedCartVersion:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvoiceLine:
     item_id: int | None
     product_id: int | None
@@ -182,7 +183,7 @@ class InvoiceLine:
     total: Decimal | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvoiceVersion:
     """A tax invoice (`invoice.created`): the VAT figures Saudi e-invoicing reports."""
 
@@ -208,7 +209,7 @@ class InvoiceVersion:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ShipmentVersion:
     merchant_id: int
     shipment_id: int
@@ -232,7 +233,7 @@ class ShipmentVersion:
     body_key: int = 0  # with `version`, the row's key (see OrderVersion)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReviewVersion:
     """A product (or store) rating. The text is kept only when it names no person and carries
     no contact (`content_withheld` says it was dropped)."""
@@ -264,7 +265,7 @@ WarehouseEntity = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MerchantAuthorized:
     """OAuth tokens delivered by `app.store.authorize`; stored encrypted, never in the warehouse."""
 
@@ -279,7 +280,7 @@ class MerchantAuthorized:
         return f"MerchantAuthorized(merchant_id={self.merchant_id}, version={self.version})"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MerchantInstallChanged:
     merchant_id: int
     version: int

@@ -122,9 +122,9 @@ class BatchPreparer:
             prepared.settlements.append(
                 (envelope.body_sha256, "loaded" if result.modeled else "ignored")
             )
-            report.line_items += sum(
-                len(e.items) for e in result.entities if isinstance(e, OrderItemSet)
-            )
+            for entity in result.entities:
+                if type(entity) is OrderItemSet:
+                    report.line_items += len(entity.items)
         if batch.size:
             prepared.encoded = self.encoder.encode(batch)
         return prepared

@@ -79,9 +79,12 @@ MONEY_VALUES = [
     [
         ("Nullable(Decimal(18, 4))", MONEY_VALUES),
         ("Decimal(18, 4)", [v for v in MONEY_VALUES if v is not None]),
-        ("Decimal(9, 2)", [Decimal("1.005"), Decimal("-7"), Decimal("1234567.89")]),
+        ("Decimal(9, 2)", [Decimal("1.005"), Decimal("-7"), Decimal("1234567.89"), Decimal("1.5")]),
         ("Array(Decimal(18, 4))", [[Decimal("1.5"), Decimal("-2.25")], [], [Decimal("0.0001")]]),
         ("Decimal(18, 4)", [Decimal("1.5"), 2, 3.25, "4.5"]),  # not all Decimals: the library's
+        # Equal values in other exponents, repeated (scaled once, then looked up)
+        ("Decimal(18, 4)", [Decimal("12.5"), Decimal("12.5000"), Decimal("1.25E+1")] * 2),
+        ("Decimal(18, 4)", [Decimal("-12.34567"), Decimal("-12.345670"), Decimal("0E-9")]),
     ],
 )
 def test_decimals_are_written_exactly_as_the_library_writes_them(type_name, values):
@@ -91,6 +94,7 @@ def test_decimals_are_written_exactly_as_the_library_writes_them(type_name, valu
     assert type(get_from_name(type_name)) is type(library)
     assert ours.name == library.name
     assert _column_bytes(ours, values) == _column_bytes(library, values)
+    assert _column_bytes(ours, values) == _column_bytes(library, values)  # values seen before
 
 
 def _column_bytes(column_type, values):

@@ -1,7 +1,14 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from data_pipeline.domain.dates import RIYADH, parse_optional_datetime, parse_salla_datetime
+from data_pipeline.domain.dates import (
+    _JS_DATE,
+    RIYADH,
+    _fast_js_date,
+    _from_js_date,
+    parse_optional_datetime,
+    parse_salla_datetime,
+)
 from data_pipeline.errors import InvalidPayload
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,3 +80,50 @@ def test_arbitrary_text_never_raises_anything_but_invalid_payload(text):
     except InvalidPayload:
         return
     assert parsed.tzinfo is not None
+
+
+_TOKENS = st.one_of(
+    st.sampled_from(["Sun", "Jun", "JUN", "26", "6", "2022", "12:21:48", "1:21:48", "GMT+0300"]),
+    st.sampled_from(["GMT-0930", "GMT+1400", "GMT+1401", "GMT+0360", "GMT+03:0", "UTC+0300"]),
+    st.sampled_from(["12:21", "24:00:00", "12:21:48.5", "00", "0000", "2022-01", "+202"]),
+    st.text(alphabet="0123456789:+-T٣ ", max_size=9),
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sun Jun 26 2022 12:21:48 GMT+0300",
+        "Sun Jun 26 2022 12:21:48 GMT-0930",
+        "Sun Jun 26 2022 12:21:48 GMT+1400",
+        "Sun Jun 26 2022 12:21:48 GMT+1401",  # beyond any real zone
+        "Sun Jun 26 2022 12:21:48 GMT+0360",  # not minutes
+        "Sun Jun 26 2022 12:21:48 GMT+03:0",
+        "Sun Jun 26 2022 12:21 GMT+0300",
+        "Sun Jun 26 2022 12:21:48.5 GMT+0300",
+        "Sun Jun 31 2022 12:21:48 GMT+0300",
+        "Sun Jun 26 +202 12:21:48 GMT+0300",
+        "Sun Jun 26 ٢٠٢٢ 12:21:48 GMT+0300",
+        "GMT Jun 26 2022 12:21:48 GMT+0300",
+    ],
+)
+def test_the_js_fast_path_reads_what_the_general_path_reads(text):
+    _assert_the_fast_path_agrees(text)
+
+
+@given(st.dictionaries(st.integers(0, 5), _TOKENS, max_size=2))
+def test_the_js_fast_path_accepts_only_what_the_general_path_reads_the_same(changes):
+    tokens = ["Sun", "Jun", "26", "2022", "12:21:48", "GMT+0300"]  # one or two tokens changed
+    for position, token in changes.items():
+        tokens[position] = token
+    _assert_the_fast_path_agrees(" ".join(tokens))
+
+
+def _assert_the_fast_path_agrees(text):
+    fast = _fast_js_date(text)
+    if fast is None:
+        return
+    match = _JS_DATE.match(text)
+    assert match is not None, text
+    assert fast == _from_js_date(match, "d")
+    assert fast.utcoffset() == timedelta(0)

@@ -30,7 +30,20 @@ def test_absent_amounts_are_none(raw):
 
 
 @pytest.mark.parametrize(
-    "raw", [True, "abc", "NaN", "Infinity", float("inf"), [1], {"currency": "SAR"}, "1e20", 10**15]
+    "raw",
+    [
+        True,
+        "abc",
+        "NaN",
+        "Infinity",
+        float("inf"),
+        [1],
+        {"currency": "SAR"},
+        {"amount": {"currency": "SAR"}},
+        {"amount": {"amount": {"amount": 1}}},  # money nests twice at most
+        "1e20",
+        10**15,
+    ],
 )
 def test_unusable_amounts_are_rejected_naming_the_field(raw):
     with pytest.raises(InvalidPayload, match=r"order\.total"):
