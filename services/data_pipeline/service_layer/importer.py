@@ -174,23 +174,35 @@ class EventImporter:
         report: ImportReport,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        """The written batches' objects refreshed, then per batch its merchant state and
-        settlements, never before: a settled event is one the read contract shows."""
+        """The written batches' objects refreshed, then their merchant state (batch by batch,
+        in input order) and their settlements, never before: a settled event is one the read
+        contract shows. The settlements of all the batches go in one call (one transaction in
+        SQLite): the settlement keys are random hashes, so each call rewrote most of the index's
+        pages; settling 160,000 events 16,000 at a time instead of 4,000 measured 1.45-1.78 s
+        against 2.30-2.54 s."""
         if unsettled.touched:
             await asyncio.to_thread(self._warehouse.refresh, unsettled.touched)
             unsettled.touched = {}
-        while unsettled.batches:
-            prepared, chunk = unsettled.batches[0]
+        if not unsettled.batches:
+            return
+        for prepared, _ in unsettled.batches:
             if prepared.changes:
                 assert self._cipher is not None  # checked per line when preparing
                 await apply_merchant_changes(self._state, self._cipher, prepared.changes)
                 prepared.changes = []  # applied (a retry after a failed settlement skips them)
-            # One "message" per event: importing it again is a redelivery, not a new event.
-            verdicts = await self._state.settle_many(
-                [(digest, f"import:{digest}", outcome) for digest, outcome in prepared.settlements]
+        # One "message" per event: importing it again is a redelivery, not a new event.
+        verdicts = iter(
+            await self._state.settle_many(
+                [
+                    (digest, f"import:{digest}", outcome)
+                    for prepared, _ in unsettled.batches
+                    for digest, outcome in prepared.settlements
+                ]
             )
-            unsettled.batches.popleft()
-            for verdict, (_, outcome) in zip(verdicts, prepared.settlements, strict=True):
+        )
+        while unsettled.batches:
+            prepared, chunk = unsettled.batches.popleft()
+            for (_, outcome), verdict in zip(prepared.settlements, verdicts, strict=False):
                 if verdict is Verdict.FIRST or verdict is Verdict.RECOVERED:
                     report.loaded += outcome == "loaded"
                     report.ignored += outcome == "ignored"
