@@ -191,18 +191,19 @@ class EventImporter:
                 await apply_merchant_changes(self._state, self._cipher, prepared.changes)
                 prepared.changes = []  # applied (a retry after a failed settlement skips them)
         # One "message" per event: importing it again is a redelivery, not a new event.
-        verdicts = iter(
-            await self._state.settle_many(
-                [
-                    (digest, f"import:{digest}", outcome)
-                    for prepared, _ in unsettled.batches
-                    for digest, outcome in prepared.settlements
-                ]
-            )
+        verdicts = await self._state.settle_many(
+            [
+                (digest, f"import:{digest}", outcome)
+                for prepared, _ in unsettled.batches
+                for digest, outcome in prepared.settlements
+            ]
         )
+        start = 0
         while unsettled.batches:
             prepared, chunk = unsettled.batches.popleft()
-            for (_, outcome), verdict in zip(prepared.settlements, verdicts, strict=False):
+            own = verdicts[start : start + len(prepared.settlements)]
+            start += len(prepared.settlements)
+            for (_, outcome), verdict in zip(prepared.settlements, own, strict=True):
                 if verdict is Verdict.FIRST or verdict is Verdict.RECOVERED:
                     report.loaded += outcome == "loaded"
                     report.ignored += outcome == "ignored"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from data_pipeline.domain.model import OrderItem, OrderItemSet, OrderVersion
+from data_pipeline.domain.model import MerchantAuthorized, OrderItem, OrderItemSet, OrderVersion
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -62,3 +62,16 @@ def test_the_type_checker_rejects_assigning_to_a_record_field(tmp_path):
 
 def test_an_item_set_holds_its_items_by_value():
     assert OrderItemSet(1, 2, 3, (item(),)) == OrderItemSet(1, 2, 3, (item(),))
+
+
+def test_a_record_keeps_its_own_repr_so_tokens_stay_out_of_logs():
+    authorized = MerchantAuthorized(
+        merchant_id=1,
+        version=2,
+        access_token="ory_at_secret",
+        refresh_token="ory_rt_secret",
+        expires_at=None,
+        scope="offline_access",
+    )
+    assert "secret" not in repr(authorized) and "secret" not in str(authorized)
+    assert repr(authorized) == "MerchantAuthorized(merchant_id=1, version=2)"
