@@ -275,7 +275,7 @@ class _ScaledDecimal(DecimalType, registered=False):
         if not all(type(value) is decimal.Decimal for value in column if value is not None):
             super()._write_column_binary(column, dest, ctx)
             return
-        scaled_of = _scaled_values(self.prec, self.scale)
+        scaled_of = _SCALED.setdefault((self.prec, self.scale), {})
         if len(scaled_of) > _SCALED_VALUES_KEPT:
             scaled_of.clear()
         known = scaled_of.get
@@ -290,12 +290,9 @@ class _ScaledDecimal(DecimalType, registered=False):
         write_array(self._array_type, scaled, dest, ctx.column_name)
 
 
-_SCALED_VALUES_KEPT = 200_000  # per (precision, scale): ~30 MB at most, in an import's workers
-
-
-@functools.cache
-def _scaled_values(precision: int, scale: int) -> dict[decimal.Decimal, int]:
-    return {}
+# (precision, scale) -> value -> its scaled integer; ~30 MB at most each, in an import's workers.
+_SCALED: dict[tuple[int, int], dict[decimal.Decimal, int]] = {}
+_SCALED_VALUES_KEPT = 200_000
 
 
 @functools.cache
