@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import re
+import threading
 
 import pytest
 from data_pipeline.adapters.clickhouse_current import (
@@ -176,6 +177,79 @@ def test_events_the_warehouse_does_not_model_are_settled_as_the_import_goes(ware
         entry for n in (10, 20, 30) for entry in ("write", "write", f"done {n - 5}", f"done {n}")
     ]
     assert "refresh" not in log  # nothing to refresh: they touch no object
+
+
+class SlowSchema(RecordingWarehouse):
+    """The real warehouse, whose schema check (`migrate`) takes until `release` is set, then
+    fails with `failure` if one is given; `read_before` is how many lines the import had read
+    by then."""
+
+    def __init__(self, warehouse, read, failure=None):
+        super().__init__(warehouse, [])
+        self.release, self._read, self._failure = threading.Event(), read, failure
+        self.read_before = None
+
+    def migrate(self):
+        assert self.release.wait(120), "the test never released the schema check"
+        self.read_before = len(self._read)
+        if self._failure is not None:
+            raise self._failure
+        return self._warehouse.migrate()
+
+
+def _lines_read(store, read, release, after):
+    """The store's events as an input that notes each line it hands out and, once `after`
+    lines are out, lets the schema check finish."""
+    for event in store.events:
+        read.append(event)
+        if len(read) == after:
+            release.set()
+        yield encode(event)
+    release.set()
+
+
+def test_worker_processes_transform_batches_while_the_schema_is_checked(warehouse, tmp_path):
+    store = demo_store(seed=64, orders=60)
+    read: list = []
+    slow = SlowSchema(warehouse, read)
+    importer = EventImporter(
+        slow, _state(tmp_path), _cipher(), batch_events=5, processes=2, migrate=True
+    )
+    importer.start_workers()
+    lines = _lines_read(store, read, slow.release, after=25)
+    report = asyncio.run(importer.run(lines))
+    # Five chunks were out to the workers before the schema was known (the one to write next
+    # and two more per worker); the first write waits for the schema.
+    assert slow.read_before == 25
+    assert report.loaded + report.ignored == len(store.events) and not report.failures
+    assert _truth_in(warehouse) == _truth_of(store)
+
+
+def test_a_schema_check_that_fails_stops_the_workers_waiting_for_it_with_its_error(
+    warehouse, tmp_path
+):
+    store = demo_store(seed=65, orders=30)
+    read: list = []
+    failure = TransientError("warehouse migration failed: disk full (injected)")
+    slow = SlowSchema(warehouse, read, failure)
+    importer = EventImporter(
+        slow, _state(tmp_path), _cipher(), batch_events=5, processes=2, migrate=True
+    )
+    importer.start_workers()
+    outcome: list = []
+
+    def run():
+        try:
+            asyncio.run(importer.run(_lines_read(store, read, slow.release, after=20)))
+        except Exception as error:
+            outcome.append(error)
+
+    running = threading.Thread(target=run)
+    running.start()
+    running.join(120)
+    assert not running.is_alive(), "the import hangs on workers waiting for an encoder"
+    assert outcome == [failure]  # the schema's own error, not a worker's
+    assert warehouse.query(f"SELECT count() FROM {warehouse.database}.raw_events").rows == [(0,)]
 
 
 _KEY = TokenCipher.generate_key()

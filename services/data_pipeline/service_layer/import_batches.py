@@ -9,8 +9,11 @@ as well cost each one ~0.4 s of CPU at start, while the command loads chDB besid
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import queue
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.queues import Queue
 from typing import Any
 
 from data_pipeline.adapters.warehouse import BatchEncoding, LoadBatch
@@ -75,14 +78,25 @@ class PreparedBatch:
 @dataclass(frozen=True)
 class BatchPreparer:
     """What preparing a chunk needs; picklable (sent with each chunk to a worker process: the
-    encoder is the tables' column type names, a few kilobytes)."""
+    encoder is the tables' column type names, a few kilobytes). Without an encoder (the
+    warehouse's schema is still being checked), a worker process transforms the chunk and then
+    waits for the one its run publishes (`publish_encoder`)."""
 
-    encoder: BatchEncoding
+    encoder: BatchEncoding | None
     tokens_storable: bool
     received: datetime
     archived: bool  # lines are raw archive records (service_layer/archive.py)
 
     def prepare(self, chunk: Chunk) -> PreparedBatch:
+        assert self.encoder is not None, "prepared in this process only once the schema is known"
+        prepared, batch = self.transform(chunk)
+        if batch.size:
+            prepared.encoded = self.encoder.encode(batch)
+        return prepared
+
+    def transform(self, chunk: Chunk) -> tuple[PreparedBatch, LoadBatch]:
+        """The chunk's lines parsed and transformed: the report, settlements and merchant
+        changes, and the rows to encode."""
         batch = LoadBatch()
         prepared = PreparedBatch(encoded=None, report=ImportReport())
         report = prepared.report
@@ -125,12 +139,51 @@ class BatchPreparer:
             for entity in result.entities:
                 if type(entity) is OrderItemSet:
                     report.line_items += len(entity.items)
-        if batch.size:
-            prepared.encoded = self.encoder.encode(batch)
-        return prepared
+        return prepared, batch
 
 
-def start_worker() -> None:
+# A worker process's way to the encoder of chunks sent before the schema was known: its pool's
+# channel (given at start), and what came through it (an encoder, or the run's word that none
+# will come: the run failed before its schema was ready).
+_channel: Queue[BatchEncoding | None] | None = None
+_published: list[BatchEncoding | None] = []
+
+
+def encoder_channel() -> Queue[BatchEncoding | None]:
+    """A channel for one pool of (spawned) worker processes: see `publish_encoder`."""
+    return multiprocessing.get_context("spawn").Queue()
+
+
+def publish_encoder(
+    channel: Queue[BatchEncoding | None], encoder: BatchEncoding | None, processes: int
+) -> None:
+    """Hands `encoder` (None: the run stopped before the schema was ready) to each of a pool's
+    `processes` worker processes; each takes one copy, the first time it needs it."""
+    for _ in range(processes):
+        channel.put(encoder)
+
+
+def _published_encoder() -> BatchEncoding:
+    if not _published:
+        if _channel is None:
+            raise RuntimeError("this worker process has no encoder channel")
+        parent = multiprocessing.parent_process()
+        while not _published:
+            try:
+                _published.append(_channel.get(timeout=1.0))
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    raise RuntimeError("the import stopped (its process is gone)") from None
+    encoder = _published[0]
+    if encoder is None:
+        raise RuntimeError("the import stopped before the warehouse was ready")
+    return encoder
+
+
+def start_worker(channel: Queue[BatchEncoding | None] | None = None) -> None:
+    """A worker process's initializer."""
+    global _channel
+    _channel = channel
     # A worker only prepares batches, and a batch's objects hold no reference cycles: reference
     # counting frees them. The cyclic collector, triggered by allocation counts, traversed each
     # batch's millions of live objects again and again (measured: preparing 10 % slower even at
@@ -140,9 +193,16 @@ def start_worker() -> None:
     gc.freeze()  # what the imports made is out of every collection's sight
 
 
+def worker_started() -> None:
+    """Nothing: submitted once per worker process to have the pool start them all now."""
+
+
 def prepare_in_worker(task: BatchPreparer, chunk: Chunk) -> PreparedBatch:
     # Between batches little is alive: whatever cycles the last one left go, cheaply, and what
     # stays (modules imported since) is frozen out of the next collections' sight.
     gc.collect()
     gc.freeze()
-    return task.prepare(chunk)
+    prepared, batch = task.transform(chunk)
+    if batch.size:
+        prepared.encoded = (task.encoder or _published_encoder()).encode(batch)
+    return prepared

@@ -23,23 +23,27 @@ import gc
 import multiprocessing
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
-from data_pipeline.adapters.warehouse import Touched, Warehouse
+from data_pipeline.adapters.warehouse import BatchEncoding, Touched, Warehouse
 from data_pipeline.service_layer.import_batches import (
     BatchPreparer,
     Chunk,
     ImportReport,
     PreparedBatch,
+    encoder_channel,
     prepare_in_worker,
+    publish_encoder,
     start_worker,
+    worker_started,
 )
-from data_pipeline.service_layer.processing import apply_merchant_changes
+from data_pipeline.service_layer.merchant_state import apply_merchant_changes
 
 BATCH_EVENTS = 4000
 # Events written before the objects they touched are refreshed and they are settled (counted in
@@ -78,14 +82,18 @@ class EventImporter:
         processes: int = 1,
         archived: bool = False,
         refresh_events: int = REFRESH_EVENTS,
+        migrate: bool = False,
     ) -> None:
         """`processes` > 1: batches are parsed, transformed and encoded in that many worker
         processes while this one writes the previous batch (for inputs of more than one batch;
         a service importing a request's worth keeps 1). `archived`: the lines are raw archive
         records, loaded with their own hash, reception time and source; their merchant state
-        is not applied (the archive holds no credentials)."""
+        is not applied (the archive holds no credentials). `migrate`: bring the warehouse's
+        schema up to date first (a new data dir gets its schema); worker processes started
+        early transform the first batches meanwhile, and encode them once it is done."""
         self._archived = archived
-        self._pool: ProcessPoolExecutor | None = None
+        self._migrate = migrate
+        self._pool: WorkerPool | None = None
         self._warehouse = warehouse
         self._state = state
         self._cipher = cipher
@@ -95,8 +103,8 @@ class EventImporter:
         self._refresh_events = refresh_events
 
     def start_workers(self) -> None:
-        """Start the worker processes now (they take about a second to import), e.g. while
-        the caller opens and migrates the warehouse; `run` uses them from its first batch."""
+        """Start the worker processes now (they take about a second to start), e.g. while the
+        caller opens the warehouse; `run` uses them from its first batch."""
         if self._processes > 1 and self._pool is None:
             self._pool = start_pool(self._processes)
 
@@ -104,7 +112,7 @@ class EventImporter:
         """Stop worker processes `start_workers` started that no `run` took over."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown()
 
     async def run(
         self,
@@ -121,11 +129,13 @@ class EventImporter:
         progress: Callable[[int, int], None] | None,
     ) -> ImportReport:
         report = ImportReport()
-        encoder = await asyncio.to_thread(self._warehouse.batch_encoder)
-        task = BatchPreparer(encoder, self._cipher is not None, self._received, self._archived)
+        # The schema is checked (and migrated) in a thread while the first chunks are read and
+        # transformed; nothing is written before it is done.
+        schema = asyncio.ensure_future(asyncio.to_thread(self._encoder))
+        task = BatchPreparer(None, self._cipher is not None, self._received, self._archived)
         pool, self._pool = self._pool, None
         unsettled = _Unsettled()
-        with _Preparers(task, self._processes, pool) as preparers:
+        with _Preparers(task, self._processes, pool, schema) as preparers:
             # Batches are written and settled in input order; up to `ahead` more are being
             # prepared meanwhile.
             pending: deque[tuple[asyncio.Future[PreparedBatch], Chunk]] = deque()
@@ -134,10 +144,17 @@ class EventImporter:
                     full = len(chunk.lines) == self._batch_events
                     pending.append((preparers.submit(chunk, full=full), chunk))
                     while len(pending) > preparers.ahead:
+                        await schema  # its failure is the one to report, not a worker's
                         await self._write(*pending.popleft(), report, unsettled, progress)
+                await schema
                 while pending:
                     await self._write(*pending.popleft(), report, unsettled, progress)
             except Exception:
+                # The schema's thread is not left running (the caller closes the warehouse
+                # next), and the batches being prepared are dropped without a word (their
+                # errors, if any, follow from this one).
+                await asyncio.wait([schema])
+                _dropped(schema, *(preparing for preparing, _ in pending))
                 # What was written before the failure is still made visible and settled if the
                 # warehouse allows (a second run then skips it, as the report says).
                 with contextlib.suppress(Exception):
@@ -145,6 +162,11 @@ class EventImporter:
                 raise
             await self._settle(unsettled, report, progress)
         return report
+
+    def _encoder(self) -> BatchEncoding:
+        if self._migrate:
+            self._warehouse.migrate()
+        return self._warehouse.batch_encoder()
 
     async def _write(
         self,
@@ -219,15 +241,24 @@ class _Preparers:
     with a pool started early), in `processes` worker processes, two chunks each ahead of the
     writes (one kept them idle while this process refreshed several batches' objects). Not
     before: spawning them costs about a second, which two batches do not win back (4,212
-    events: 3.3 s with workers from the first full chunk, 2.5 s without)."""
+    events: 3.3 s with workers from the first full chunk, 2.5 s without).
+
+    Chunks go to worker processes before the schema is known (`schema` pending): they transform
+    them meanwhile and wait for the encoder, which is published to them once it is."""
 
     def __init__(
-        self, task: BatchPreparer, processes: int, pool: ProcessPoolExecutor | None
+        self,
+        task: BatchPreparer,
+        processes: int,
+        pool: WorkerPool | None,
+        schema: asyncio.Future[BatchEncoding],
     ) -> None:
         self._task = task
         self._processes = processes
         self._pool = pool
         self._full_chunks = 0
+        self._schema = schema
+        schema.add_done_callback(self._schema_known)
 
     @property
     def ahead(self) -> int:
@@ -239,25 +270,73 @@ class _Preparers:
             self._pool = start_pool(self._processes)
         if self._pool is not None:
             return asyncio.wrap_future(self._pool.submit(prepare_in_worker, self._task, chunk))
-        return asyncio.ensure_future(asyncio.to_thread(self._task.prepare, chunk))
+        return asyncio.ensure_future(self._prepare_here(chunk))
+
+    async def _prepare_here(self, chunk: Chunk) -> PreparedBatch:
+        await self._schema
+        return await asyncio.to_thread(self._task.prepare, chunk)
+
+    def _schema_known(self, schema: asyncio.Future[BatchEncoding]) -> None:
+        failed = schema.cancelled() or schema.exception() is not None
+        encoder = None if failed else schema.result()
+        if encoder is not None:
+            self._task = replace(self._task, encoder=encoder)  # for chunks submitted from now
+        if self._pool is not None:  # its workers may wait for it
+            self._pool.publish(encoder)
 
     def __enter__(self) -> _Preparers:
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if not self._schema.done():  # workers waiting for an encoder stop waiting
+                self._pool.publish(None)
+            self._pool.shutdown()
 
 
-def start_pool(processes: int) -> ProcessPoolExecutor:
-    """Worker processes, started now rather than at their first batch. Spawned, not forked:
-    this process runs chDB's and the event loop's threads."""
-    pool = ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker
-    )
+class WorkerPool:
+    """The worker processes of one run, with the channel that hands them the encoder."""
+
+    def __init__(self, processes: int) -> None:
+        # Spawned, not forked: this process runs chDB's and the event loop's threads.
+        self._channel = encoder_channel()
+        self._processes = processes
+        self._closed = False
+        self._executor = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=start_worker,
+            initargs=(self._channel,),
+        )
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._executor.submit(function, *args)
+
+    def publish(self, encoder: BatchEncoding | None) -> None:
+        if not self._closed:
+            publish_encoder(self._channel, encoder, self._processes)
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._channel.close()
+        self._channel.join_thread()
+
+
+def start_pool(processes: int) -> WorkerPool:
+    """Worker processes, started now rather than at their first batch."""
+    pool = WorkerPool(processes)
     for _ in range(processes):  # a process is spawned per submit while none is idle
-        pool.submit(start_worker)
+        pool.submit(worker_started)
     return pool
+
+
+def _dropped(*futures: asyncio.Future[Any]) -> None:
+    """Futures no one will await: cancelled, or their outcome taken when it comes (asyncio
+    logs an exception no one retrieved)."""
+    for future in futures:
+        future.cancel()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 @contextlib.contextmanager

@@ -15,17 +15,18 @@ from datetime import UTC, datetime
 
 import structlog
 
-from data_pipeline.adapters.state import EncryptedTokens, StateStore, Verdict
+from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.adapters.warehouse import LoadBatch
 from data_pipeline.domain.envelope import body_sha256, parse_envelope
 from data_pipeline.domain.events import transform
-from data_pipeline.domain.model import MerchantAuthorized, MerchantChange, MerchantInstallChanged
+from data_pipeline.domain.model import MerchantChange
 from data_pipeline.errors import InvalidPayload
 from data_pipeline.observability.metrics import PipelineMetrics
 from data_pipeline.service_layer.archive import archive_record
 from data_pipeline.service_layer.domain_events import DomainEventPublisher
 from data_pipeline.service_layer.loader import GroupCommitLoader
+from data_pipeline.service_layer.merchant_state import apply_merchant_changes
 from data_pipeline.service_layer.rag import EmbedFeed
 
 log = structlog.get_logger("worker")
@@ -127,20 +128,3 @@ class EventProcessor:
             self._metrics.events_recovered.inc()
         else:
             self._metrics.redeliveries.inc()
-
-
-async def apply_merchant_changes(
-    state: StateStore, cipher: TokenCipher, changes: Sequence[MerchantChange]
-) -> None:
-    """Installation state and OAuth tokens, each applied only when newer (versioned)."""
-    for change in changes:
-        if isinstance(change, MerchantAuthorized):
-            tokens = EncryptedTokens(
-                access_token=cipher.encrypt(change.access_token),
-                refresh_token=cipher.encrypt(change.refresh_token),
-                expires_at=change.expires_at.timestamp() if change.expires_at else None,
-                scope=change.scope,
-            )
-            await state.set_tokens(change.merchant_id, tokens, change.version)
-        elif isinstance(change, MerchantInstallChanged):
-            await state.set_installed(change.merchant_id, change.installed, change.version)

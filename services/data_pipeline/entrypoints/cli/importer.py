@@ -252,6 +252,7 @@ def _direct(
         cipher,
         processes=importing.processes,
         batch_events=importing.batch_events,
+        migrate=True,  # a new data dir gets its schema; a current one is untouched
     )
 
     async def run() -> Any:
@@ -261,9 +262,10 @@ def _direct(
             await state.close()
 
     if importing.size is None or importing.size > EARLY_WORKERS_BYTES:
-        importer.start_workers()  # they import while chDB starts and the schema is checked
+        # They start while chDB does, and transform the first batches while the schema is
+        # checked.
+        importer.start_workers()
     try:
-        warehouse.migrate()  # a new data dir gets its schema; a current one is untouched
         report.add(asyncio.run(run()))
     except WarehouseInUse as error:
         fail(f"{error}: import through the running stack (--url http://127.0.0.1:8000) or stop it")
