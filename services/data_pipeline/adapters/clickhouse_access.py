@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 from data_pipeline.adapters.clickhouse_current import CURRENT_TABLES
 from data_pipeline.adapters.clickhouse_schema import READ_CONTRACT
-from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 
 # Behind the views (views run with the reader's rights): the current state and its history.
 VERSIONED_TABLES = (
@@ -42,6 +41,9 @@ def access_statements(
 ) -> list[str]:
     """`reader_settings`: those of `READER_SETTINGS` the server knows (an older server refuses a
     user with a setting it has never heard of); none leaves the reader's settings alone."""
+    # Here, not at the top: the warehouse adapter imports this module for `READER_SETTINGS`,
+    # and the settings contract's pydantic-settings cost every command line start 0.06 s.
+    from shared.contract import WAREHOUSE_READER, WAREHOUSE_WRITER
 
     def password(user: str, secret: str) -> list[str]:
         quoted = secret.replace("\\", "\\\\").replace("'", "\\'")

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from data_pipeline.entrypoints.cli.console import errors, fail
@@ -42,6 +41,8 @@ class ServiceClient:
         return cls(url, secret_from_env_or_stack("PIPELINE_API_KEY", "api_key", data_dir))
 
     def __init__(self, url: str, api_key: str) -> None:
+        import httpx  # here: every command would pay its 0.05 s import, most never call a service
+
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}"},
@@ -54,6 +55,8 @@ class ServiceClient:
         """One request; with `attempts` > 1 (for requests that are safe to repeat), a busy or
         unreachable service is asked again after a pause: 1, 2, 4 … 30 s, or what its
         Retry-After says."""
+        import httpx
+
         for attempt in range(1, attempts + 1):
             try:
                 response = self._http.request(method, path, **kwargs)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from data_pipeline.entrypoints.cli.console import console, fail
@@ -63,6 +62,8 @@ def send(
             "X-Salla-Signature": expected_signature(body, secret.encode()),
         }
     target = url.rstrip("/") + "/api/webhooks/salla"
+    import httpx  # here, not for every command (see cli/service.py)
+
     try:
         response = httpx.post(target, content=body, headers=headers, timeout=30)
     except httpx.HTTPError as error:
