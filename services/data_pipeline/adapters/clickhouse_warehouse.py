@@ -33,6 +33,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from data_pipeline.adapters.clickhouse_access import READER_SETTINGS
+from data_pipeline.adapters.clickhouse_baseline import load_baseline
 from data_pipeline.adapters.clickhouse_batches import (
     CURRENT_TABLES,
     WRITTEN_COLUMNS,
@@ -182,7 +183,9 @@ class ClickHouseWarehouse(Warehouse):
         return client
 
     # -- schema --------------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
+    def migrate(self, *, baseline: bool = True) -> list[str]:
+        """Apply the migrations this database lacks; a new embedded one gets the baseline
+        schema first (clickhouse_baseline.py), unless `baseline` is False."""
         client = self._connect()
         db = self.database
 
@@ -198,6 +201,9 @@ class ClickHouseWarehouse(Warehouse):
                 for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows  # noqa: S608
             }
             applied = []
+            if not done and baseline and self.is_embedded:
+                done = self._apply_baseline(client)
+                applied = [f"{m.version:04d} {m.name}" for m in MIGRATIONS if m.version in done]
             for migration in MIGRATIONS:
                 if migration.version in done:
                     continue
@@ -215,6 +221,22 @@ class ClickHouseWarehouse(Warehouse):
 
         self._encoder = None  # column types may have changed
         return self._guard("migration", run)
+
+    def _apply_baseline(self, client: Client) -> set[int]:
+        """The baseline's statements and the versions it stands for, recorded in one insert;
+        none when it is absent or ahead of the migrations this code has (a test narrowing
+        them to build an earlier layout)."""
+        schema = load_baseline()
+        if schema is None or schema.version > max(m.version for m in MIGRATIONS):
+            return set()
+        for statement in schema.for_database(self.database):
+            client.command(statement)
+        included = [m for m in MIGRATIONS if m.version <= schema.version]
+        client.command(
+            f"INSERT INTO {self.database}.schema_migrations (version, name) VALUES "  # noqa: S608
+            + ", ".join(f"({m.version}, {sql_string(m.name)})" for m in included)
+        )
+        return {m.version for m in included}
 
     def schema_version(self) -> int:
         client = self._connect()
