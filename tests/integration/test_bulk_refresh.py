@@ -21,7 +21,7 @@ from data_pipeline.adapters.sqlite_state import SqliteStateStore
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.devtools.salla_samples import demo_store, encode
 from data_pipeline.errors import TransientError
-from data_pipeline.service_layer.importer import EventImporter
+from data_pipeline.service_layer.importer import EventImporter, start_pool
 
 from tests.e2e.test_import_events import expected
 
@@ -213,9 +213,14 @@ def test_worker_processes_transform_batches_while_the_schema_is_checked(warehous
     read: list = []
     slow = SlowSchema(warehouse, read)
     importer = EventImporter(
-        slow, _state(tmp_path), _cipher(), batch_events=5, processes=2, migrate=True
+        slow,
+        _state(tmp_path),
+        _cipher(),
+        batch_events=5,
+        processes=2,
+        migrate=True,
+        workers=start_pool(2),
     )
-    importer.start_workers()
     lines = _lines_read(store, read, slow.release, after=25)
     report = asyncio.run(importer.run(lines))
     # Five chunks were out to the workers before the schema was known (the one to write next
@@ -233,9 +238,14 @@ def test_a_schema_check_that_fails_stops_the_workers_waiting_for_it_with_its_err
     failure = TransientError("warehouse migration failed: disk full (injected)")
     slow = SlowSchema(warehouse, read, failure)
     importer = EventImporter(
-        slow, _state(tmp_path), _cipher(), batch_events=5, processes=2, migrate=True
+        slow,
+        _state(tmp_path),
+        _cipher(),
+        batch_events=5,
+        processes=2,
+        migrate=True,
+        workers=start_pool(2),
     )
-    importer.start_workers()
     outcome: list = []
 
     def run():

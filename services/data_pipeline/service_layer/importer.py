@@ -83,6 +83,7 @@ class EventImporter:
         archived: bool = False,
         refresh_events: int = REFRESH_EVENTS,
         migrate: bool = False,
+        workers: WorkerPool | None = None,
     ) -> None:
         """`processes` > 1: batches are parsed, transformed and encoded in that many worker
         processes while this one writes the previous batch (for inputs of more than one batch;
@@ -90,10 +91,12 @@ class EventImporter:
         records, loaded with their own hash, reception time and source; their merchant state
         is not applied (the archive holds no credentials). `migrate`: bring the warehouse's
         schema up to date first (a new data dir gets its schema); worker processes started
-        early transform the first batches meanwhile, and encode them once it is done."""
+        early transform the first batches meanwhile, and encode them once it is done.
+        `workers`: processes started before (`start_pool`, while the caller imports and opens
+        the warehouse), which `run` takes over; `close` stops them if no `run` does."""
         self._archived = archived
         self._migrate = migrate
-        self._pool: WorkerPool | None = None
+        self._pool = workers
         self._warehouse = warehouse
         self._state = state
         self._cipher = cipher
@@ -102,14 +105,8 @@ class EventImporter:
         self._processes = processes
         self._refresh_events = refresh_events
 
-    def start_workers(self) -> None:
-        """Start the worker processes now (they take about a second to start), e.g. while the
-        caller opens the warehouse; `run` uses them from its first batch."""
-        if self._processes > 1 and self._pool is None:
-            self._pool = start_pool(self._processes)
-
     def close(self) -> None:
-        """Stop worker processes `start_workers` started that no `run` took over."""
+        """Stop the worker processes given that no `run` took over."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()

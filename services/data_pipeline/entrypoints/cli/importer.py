@@ -239,13 +239,26 @@ def _direct(
     advance: Any,
     importing: _Importing,
 ) -> None:
-    from data_pipeline.adapters.clickhouse_warehouse import ClickHouseWarehouse, WarehouseInUse
-    from data_pipeline.service_layer.importer import EventImporter
+    from data_pipeline.service_layer.importer import EventImporter, start_pool
 
-    data_dir = data_dir.resolve()
-    warehouse = ClickHouseWarehouse(dsn or f"chdb://{data_dir / 'clickhouse'}", database)
-    state = _state_store(data_dir)
-    cipher = _cipher(data_dir, local=dsn is None)
+    # The worker processes start first: they import while this process does (chDB, the
+    # warehouse adapter), then transform the first chunks while the schema is checked.
+    early = importing.size is None or importing.size > EARLY_WORKERS_BYTES
+    workers = start_pool(importing.processes) if early and importing.processes > 1 else None
+    try:
+        from data_pipeline.adapters.clickhouse_warehouse import (
+            ClickHouseWarehouse,
+            WarehouseInUse,
+        )
+
+        data_dir = data_dir.resolve()
+        warehouse = ClickHouseWarehouse(dsn or f"chdb://{data_dir / 'clickhouse'}", database)
+        state = _state_store(data_dir)
+        cipher = _cipher(data_dir, local=dsn is None)
+    except BaseException:
+        if workers is not None:
+            workers.shutdown()
+        raise
     importer = EventImporter(
         warehouse,
         state,
@@ -253,6 +266,7 @@ def _direct(
         processes=importing.processes,
         batch_events=importing.batch_events,
         migrate=True,  # a new data dir gets its schema; a current one is untouched
+        workers=workers,
     )
 
     async def run() -> Any:
@@ -261,10 +275,6 @@ def _direct(
         finally:
             await state.close()
 
-    if importing.size is None or importing.size > EARLY_WORKERS_BYTES:
-        # They start while chDB does, and transform the first batches while the schema is
-        # checked.
-        importer.start_workers()
     try:
         report.add(asyncio.run(run()))
     except WarehouseInUse as error:
