@@ -270,8 +270,8 @@ class _Preparers:
         return asyncio.ensure_future(self._prepare_here(chunk))
 
     async def _prepare_here(self, chunk: Chunk) -> PreparedBatch:
-        await self._schema
-        return await asyncio.to_thread(self._task.prepare, chunk)
+        task = replace(self._task, encoder=await self._schema)
+        return await asyncio.to_thread(task.prepare, chunk)
 
     def _schema_known(self, schema: asyncio.Future[BatchEncoding]) -> None:
         failed = schema.cancelled() or schema.exception() is not None
