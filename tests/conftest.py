@@ -3,6 +3,7 @@ process); tests isolate themselves with their own database in it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,38 @@ from tests.support.redis_server import redis_server
 
 # The vendored qstash-py suite runs in its own pytest process (tests/compat/test_qstash_sdk.py).
 collect_ignore = ["compat/qstash_sdk"]
+
+
+class LoopKeepingPolicy(asyncio.DefaultEventLoopPolicy):
+    """Keeps every event loop made in the test process until the session ends, then closes
+    those still open. Code under test makes loops it never closes (Pulumi's mocks need a
+    current one, tests/infra/stack_harness.py; Mangum makes one when none is current). Once
+    another loop replaces it, such a loop is cyclic garbage, and when the collector frees it,
+    its self-pipe socket may be finalized first: its own finalizer then fails (`Invalid file
+    descriptor: -1`) inside whatever test is running, as an unraisable exception (it failed a
+    test that calls `gc.collect()`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[asyncio.AbstractEventLoop] = []
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        self.made.append(loop)
+        return loop
+
+    def close_all(self) -> None:
+        for loop in self.made:
+            if not loop.is_closed() and not loop.is_running():
+                loop.close()
+
+
+LOOPS = LoopKeepingPolicy()
+asyncio.set_event_loop_policy(LOOPS)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    LOOPS.close_all()
 
 
 @pytest.fixture(scope="session")
