@@ -208,12 +208,10 @@ def _lines_read(store, read, release, after):
     release.set()
 
 
-def test_worker_processes_transform_batches_while_the_schema_is_checked(warehouse, tmp_path):
-    store = demo_store(seed=64, orders=60)
-    read: list = []
-    slow = SlowSchema(warehouse, read)
-    importer = EventImporter(
-        slow,
+def _with_early_workers(warehouse, tmp_path):
+    """An importer that migrates first, with two worker processes started before its run."""
+    return EventImporter(
+        warehouse,
         _state(tmp_path),
         _cipher(),
         batch_events=5,
@@ -221,6 +219,13 @@ def test_worker_processes_transform_batches_while_the_schema_is_checked(warehous
         migrate=True,
         workers=start_pool(2),
     )
+
+
+def test_worker_processes_transform_batches_while_the_schema_is_checked(warehouse, tmp_path):
+    store = demo_store(seed=64, orders=60)
+    read: list = []
+    slow = SlowSchema(warehouse, read)
+    importer = _with_early_workers(slow, tmp_path)
     lines = _lines_read(store, read, slow.release, after=25)
     report = asyncio.run(importer.run(lines))
     # Five chunks were out to the workers before the schema was known (the one to write next
@@ -237,15 +242,7 @@ def test_a_schema_check_that_fails_stops_the_workers_waiting_for_it_with_its_err
     read: list = []
     failure = TransientError("warehouse migration failed: disk full (injected)")
     slow = SlowSchema(warehouse, read, failure)
-    importer = EventImporter(
-        slow,
-        _state(tmp_path),
-        _cipher(),
-        batch_events=5,
-        processes=2,
-        migrate=True,
-        workers=start_pool(2),
-    )
+    importer = _with_early_workers(slow, tmp_path)
     outcome: list = []
 
     def run():

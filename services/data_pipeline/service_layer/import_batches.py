@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.queues import Queue
@@ -87,14 +88,20 @@ class BatchPreparer:
     received: datetime
     archived: bool  # lines are raw archive records (service_layer/archive.py)
 
-    def prepare(self, chunk: Chunk) -> PreparedBatch:
-        assert self.encoder is not None, "prepared in this process only once the schema is known"
-        prepared, batch = self.transform(chunk)
+    def prepare(
+        self, chunk: Chunk, published: Callable[[], BatchEncoding] | None = None
+    ) -> PreparedBatch:
+        """The chunk parsed, transformed and encoded; without an encoder of its own, with the
+        one `published` gives once the chunk is transformed (a worker process waits for it)."""
+        prepared, batch = self._transform(chunk)
         if batch.size:
-            prepared.encoded = self.encoder.encode(batch)
+            encoder = self.encoder or (published() if published else None)
+            if encoder is None:
+                raise RuntimeError("a chunk to encode before the schema is known")
+            prepared.encoded = encoder.encode(batch)
         return prepared
 
-    def transform(self, chunk: Chunk) -> tuple[PreparedBatch, LoadBatch]:
+    def _transform(self, chunk: Chunk) -> tuple[PreparedBatch, LoadBatch]:
         """The chunk's lines parsed and transformed: the report, settlements and merchant
         changes, and the rows to encode."""
         batch = LoadBatch()
@@ -202,7 +209,4 @@ def prepare_in_worker(task: BatchPreparer, chunk: Chunk) -> PreparedBatch:
     # stays (modules imported since) is frozen out of the next collections' sight.
     gc.collect()
     gc.freeze()
-    prepared, batch = task.transform(chunk)
-    if batch.size:
-        prepared.encoded = (task.encoder or _published_encoder()).encode(batch)
-    return prepared
+    return task.prepare(chunk, _published_encoder)
