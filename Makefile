@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[cli,local,infra,dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv with the service, local engines, infra and test tools
+venv: $(STAMP) compiled-domain ## create .venv with the service, local engines, infra and test tools
+
+compiled-domain: $(STAMP) ## compile the domain with mypyc for bulk imports (no-op when current)
+	$(BIN)/python -m data_pipeline.devtools.compile_domain
 
 system-deps: ## install redis-server from Debian if it is missing
 	@scripts/ensure-system-deps
@@ -41,6 +44,6 @@ bundle: venv ## build the Lambda zip (production dependencies only) into dist/
 	$(BIN)/python -m infra.bundle --out dist/lambda.zip
 
 clean: ## remove the virtualenv, local data and build output
-	rm -rf $(VENV) .data dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data dist .pytest_cache .mypy_cache .ruff_cache services/data_pipeline/domain/_mypyc
 
-.PHONY: help venv system-deps test demo dev lint bench bundle clean
+.PHONY: help venv compiled-domain system-deps test demo dev lint bench bundle clean

@@ -6,7 +6,9 @@ dir by the real command, as a user runs it (a subprocess: reading, parsing, tran
 archiving, loading, refreshing the current state, settling each event in the embedded state
 store). Then the same file again: every event is already there, the import must change nothing.
 Then the same file into another empty data dir with `--processes 1`, for the ratio of the worker
-processes' effect (`BENCH_IMPORT_ORDERS` sets the size; 40,000 orders ≈ 100,000 line items).
+processes' effect, and with `--no-compiled`, for the compiled domain's (the first import uses it
+when `make` has built it: data_pipeline/compiled_domain.py). `BENCH_IMPORT_ORDERS` sets the
+size; 40,000 orders ≈ 100,000 line items.
 
 Differs from production: chDB embedded and SQLite state in the same process, where production
 imports through a service into ClickHouse Cloud and Redis.
@@ -68,7 +70,9 @@ def measure(orders: int | None = None) -> dict[str, Any]:
         first_s, first = _import(path, tmp / "data")
         again_s, again = _import(path, tmp / "data")
         single_s, _ = _import(path, tmp / "single", "--processes", "1")
+        python_s, _ = _import(path, tmp / "python", "--no-compiled")
     items = _count(r"\(([\d,]+) line items\)", first)
+    transform = re.search(r"transform: (.*)", first)
     return {
         "events": events,
         "orders": orders,
@@ -84,6 +88,9 @@ def measure(orders: int | None = None) -> dict[str, Any]:
         "processes": os.cpu_count(),
         "one_process_s": round(single_s, 2),
         "one_process_line_items_per_s": round(items / single_s),
+        "transform": transform.group(1) if transform else "?",
+        "python_domain_s": round(python_s, 2),
+        "python_domain_line_items_per_s": round(items / python_s),
         "target_met": items / first_s >= 20_000,
     }
 
@@ -98,7 +105,10 @@ def report(result: dict[str, Any]) -> str:
         f"re-import {result['reimport_s']} s, {result['reimport_loaded']} loaded, "
         f"{result['reimport_duplicates']:,} already there; "
         f"in one process (--processes 1): {result['one_process_s']} s = "
-        f"{result['one_process_line_items_per_s']:,} line items/s"
+        f"{result['one_process_line_items_per_s']:,} line items/s; "
+        f"first import's {result['transform']}; with the Python domain (--no-compiled): "
+        f"{result['python_domain_s']} s = {result['python_domain_line_items_per_s']:,} "
+        "line items/s"
     )
 
 

@@ -57,7 +57,7 @@ FORBIDDEN = (
 # for Python). Left out of the lock and the zip; Vercel installs them from pyproject.
 # https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
-SERVICE_EXCLUDES = ("devtools",)
+SERVICE_EXCLUDES = ("devtools", "_mypyc")  # local tools; the compiled domain (built here)
 LAMBDA_ZIP_LIMIT = 50 * 1024 * 1024  # direct upload
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

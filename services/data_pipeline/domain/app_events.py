@@ -9,7 +9,7 @@ from data_pipeline.domain.fields import text
 from data_pipeline.domain.model import MerchantAuthorized, MerchantInstallChanged
 from data_pipeline.errors import InvalidPayload
 
-APP_EVENTS = frozenset({"app.store.authorize", "app.installed", "app.uninstalled"})
+APP_EVENTS: frozenset[str] = frozenset({"app.store.authorize", "app.installed", "app.uninstalled"})
 # Keys whose values are credentials: redacted from the raw archive and from any log line.
 SECRET_KEYS = frozenset({"access_token", "refresh_token"})
 

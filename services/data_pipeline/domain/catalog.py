@@ -11,7 +11,7 @@ from data_pipeline.domain.fields import integer, obj, text, with_cleared
 from data_pipeline.domain.model import ProductVersion
 from data_pipeline.domain.money import parse_currency, parse_decimal
 
-PRODUCT_EVENTS = frozenset(
+PRODUCT_EVENTS: frozenset[str] = frozenset(
     {
         "product.created",
         "product.updated",

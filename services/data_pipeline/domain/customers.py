@@ -16,10 +16,12 @@ from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import AbandonedCartVersion, CartItem, CustomerVersion
 from data_pipeline.domain.money import SCALE, parse_currency, parse_decimal
 
-CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated", "customer.login"})
+CUSTOMER_EVENTS: frozenset[str] = frozenset(
+    {"customer.created", "customer.updated", "customer.login"}
+)
 # Salla's cart docs (docs.salla.dev/1726838m0) describe the three follow-ups besides
 # abandoned.cart; a purchase ends the cart as recovered.
-CART_EVENTS = frozenset(
+CART_EVENTS: frozenset[str] = frozenset(
     {
         "abandoned.cart",
         "abandoned.cart.updated",

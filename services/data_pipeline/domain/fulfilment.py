@@ -22,10 +22,10 @@ from data_pipeline.domain.model import ShipmentVersion
 from data_pipeline.domain.money import parse_currency, parse_decimal
 from data_pipeline.errors import InvalidPayload
 
-SHIPMENT_EVENTS = frozenset(
+SHIPMENT_EVENTS: frozenset[str] = frozenset(
     {"shipment.creating", "shipment.created", "shipment.updated", "shipment.cancelled"}
 )
-ORDER_SHIPMENT_EVENTS = frozenset(
+ORDER_SHIPMENT_EVENTS: frozenset[str] = frozenset(
     {
         "order.shipment.creating",
         "order.shipment.created",

@@ -17,7 +17,7 @@ from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import InvoiceLine, InvoiceVersion
 from data_pipeline.domain.money import SCALE, parse_currency, parse_decimal
 
-INVOICE_EVENTS = frozenset({"invoice.created"})
+INVOICE_EVENTS: frozenset[str] = frozenset({"invoice.created"})
 
 
 def invoice_version(

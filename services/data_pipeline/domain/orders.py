@@ -22,7 +22,7 @@ from data_pipeline.domain.model import OrderItem, OrderItemSet, OrderVersion
 from data_pipeline.domain.money import ZERO, amount_or_zero, parse_currency, parse_decimal
 from data_pipeline.errors import InvalidPayload
 
-ORDER_EVENTS = frozenset(
+ORDER_EVENTS: frozenset[str] = frozenset(
     {
         "order.created",
         "order.updated",

@@ -23,7 +23,7 @@ from data_pipeline.domain.fields import obj, text, with_cleared
 from data_pipeline.domain.model import ReviewVersion
 from data_pipeline.errors import InvalidPayload
 
-REVIEW_EVENTS = frozenset({"review.added"})
+REVIEW_EVENTS: frozenset[str] = frozenset({"review.added"})
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _PHONE = re.compile(r"(?:\+?\d[\s\-().]*){7,}")
 _MIN_NAME = 3  # shorter name parts ("Al") would match ordinary words

@@ -32,6 +32,7 @@ from typing import Any
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.adapters.warehouse import BatchEncoding, Touched, Warehouse
+from data_pipeline.compiled_domain import in_use as compiled_domain_in_use
 from data_pipeline.service_layer.import_batches import (
     BatchPreparer,
     Chunk,
@@ -40,9 +41,9 @@ from data_pipeline.service_layer.import_batches import (
     encoder_channel,
     prepare_in_worker,
     publish_encoder,
-    start_worker,
     worker_started,
 )
+from data_pipeline.service_layer.import_worker_start import start_import_worker
 from data_pipeline.service_layer.merchant_state import apply_merchant_changes
 
 BATCH_EVENTS = 4000
@@ -295,15 +296,16 @@ class WorkerPool:
     """The worker processes of one run, with the channel that hands them the encoder."""
 
     def __init__(self, processes: int) -> None:
-        # Spawned, not forked: this process runs chDB's and the event loop's threads.
+        # Spawned, not forked: this process runs chDB's and the event loop's threads. They run
+        # the domain this process runs, compiled or not (data_pipeline/compiled_domain.py).
         self._channel = encoder_channel()
         self._processes = processes
         self._closed = False
         self._executor = ProcessPoolExecutor(
             processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=start_worker,
-            initargs=(self._channel,),
+            initializer=start_import_worker,
+            initargs=(self._channel, compiled_domain_in_use()),
         )
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:

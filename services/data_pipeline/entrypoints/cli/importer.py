@@ -72,9 +72,20 @@ def import_events(
     batch_events: Annotated[
         int, typer.Option(min=1, max=100_000, help="Events per batch (insert, refresh, settle).")
     ] = 4000,
+    compiled: Annotated[
+        bool | None,
+        typer.Option(
+            "--compiled/--no-compiled",
+            help="Transform with the domain compiled by mypyc (`make compiled-domain`), or not "
+            "(default: compiled when its build matches the source); not used with --url.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Load Salla events from a file as the worker would: re-importing is a no-op, a bad line is
     reported with its number and skipped, the exit status says whether any line failed."""
+    if not url:  # before the domain is imported: see data_pipeline/compiled_domain.py
+        console.print(_choose_domain(compiled), style="dim", highlight=False)
     from data_pipeline.domain.envelope import MAX_WEBHOOK_BYTES
     from data_pipeline.service_layer.import_batches import ImportReport
 
@@ -119,6 +130,21 @@ def import_events(
         )
     if report.failures or lines.unreadable:
         raise typer.Exit(1)
+
+
+def _choose_domain(compiled: bool | None) -> str:
+    """Has this process (and so its workers) transform with the compiled domain unless told
+    not to or it cannot be used (`--compiled` then fails); says which it is."""
+    from data_pipeline.compiled_domain import use_compiled_domain
+
+    if compiled is False:
+        return "transform: the Python domain (--no-compiled)"
+    reason = use_compiled_domain()
+    if reason is None:
+        return "transform: the compiled domain (mypyc)"
+    if compiled:
+        fail(f"--compiled: the compiled domain cannot be used: {reason}")
+    return f"transform: the Python domain (compiled one: {reason})"
 
 
 @dataclass(frozen=True)
