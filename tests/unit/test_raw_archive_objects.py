@@ -19,7 +19,7 @@ from data_pipeline.service_layer.archive import (
 RECEIVED = datetime(2026, 12, 6, 23, 59, tzinfo=UTC)
 
 
-def raw(merchant, digest, created=None, body='{"event":"order.created"}'):
+def raw(merchant, digest, created=None, body=b'{"event":"order.created"}'):
     return RawEvent(
         merchant_id=merchant,
         body_sha256=digest * 64 if len(digest) == 1 else digest,
@@ -61,7 +61,7 @@ def test_an_object_is_named_by_its_content_whatever_the_arrival_order():
 
 def test_a_record_round_trips_body_hash_reception_and_source():
     body = '{"event":"app.store.authorize","data":{"access_token":"[redacted]"}}'
-    [archived] = archive_objects([raw(9, "e", None, body)])
+    [archived] = archive_objects([raw(9, "e", None, body.encode())])
     [line] = object_lines(archived.data)
     event = archived_event(line)
     assert event.body == body.encode() and event.sha256 == "e" * 64

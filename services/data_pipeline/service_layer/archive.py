@@ -79,7 +79,7 @@ def _line(event: RawEvent) -> bytes:
         "created_at": event.event_created_at.isoformat() if event.event_created_at else None,
         "received_at": event.received_at.isoformat(),
         "source": event.source,
-        "body": event.body,
+        "body": event.body.decode("utf-8"),  # an envelope's body: valid UTF-8, parsed
     }
     return orjson.dumps(record) + b"\n"
 
@@ -184,9 +184,10 @@ def archive_record(envelope: Envelope, raw: bytes, received: datetime, source: s
     """The raw event as archived: byte-exact, except that credentials are redacted."""
     if envelope.event.startswith("app."):
         document = json.loads(raw)
-        body = json.dumps(redact_secrets(document), ensure_ascii=False, separators=(",", ":"))
+        redacted = json.dumps(redact_secrets(document), ensure_ascii=False, separators=(",", ":"))
+        body = redacted.encode("utf-8")
     else:
-        body = raw.decode("utf-8")
+        body = raw
     return RawEvent(
         merchant_id=envelope.merchant_id,
         body_sha256=envelope.body_sha256,

@@ -37,7 +37,7 @@ TYPES = {
 
 def batch():
     event = RawEvent(
-        7, "a" * 64, "order.created", None, datetime(2026, 12, 6, tzinfo=UTC), "w", "{}"
+        7, "a" * 64, "order.created", None, datetime(2026, 12, 6, tzinfo=UTC), "w", b"{}"
     )
     return LoadBatch(raw_events=[event])
 
@@ -57,7 +57,7 @@ def test_a_server_gets_the_same_native_bytes_lz4_framed():
 
 
 def test_a_value_its_column_cannot_hold_fails_the_encoding():
-    bad = LoadBatch(raw_events=[RawEvent(-1, "a" * 64, "x", None, datetime.now(UTC), "w", "{}")])
+    bad = LoadBatch(raw_events=[RawEvent(-1, "a" * 64, "x", None, datetime.now(UTC), "w", b"{}")])
     with pytest.raises(TransientError, match=r"raw_events failed: .*merchant_id"):
         BatchEncoder("analytics", TYPES, None).encode(bad)
 
@@ -111,7 +111,7 @@ def test_a_batch_is_the_block_the_library_itself_would_send():
             None,
             datetime(2026, 12, 6, tzinfo=UTC),
             "webhook",
-            f'{{"n": {n}}}',
+            f'{{"n": {n}}}'.encode(),
         )
         for n in range(3)
     ]
@@ -126,6 +126,20 @@ def test_a_batch_is_the_block_the_library_itself_would_send():
         NativeTransform.build_insert(InsertContext("analytics.raw_events", columns, types, rows))
     )
     assert library.endswith(native) and library[: -len(native)].startswith(b"INSERT INTO")
+
+
+def test_a_body_goes_as_its_utf8_bytes_the_same_as_its_text_would():
+    text = '{"data":{"name":"عطر الورد","city":"الرياض"}}'
+
+    def native(body):
+        event = RawEvent(
+            7, "a" * 64, "order.created", None, datetime(2026, 12, 6, tzinfo=UTC), "w", body
+        )
+        encoded = BatchEncoder("analytics", TYPES, None).encode(LoadBatch(raw_events=[event]))
+        return encoded.inserts["raw_events"][1]
+
+    assert native(text.encode()) == native(text)
+    assert text.encode() in native(text.encode())
 
 
 def test_encoding_does_not_import_pandas():

@@ -32,7 +32,7 @@ class RecordingWarehouse(Warehouse):
             if self.fail_next:
                 self.fail_next = False
                 raise RuntimeError("warehouse unavailable")
-            self.written.extend(event.body for event in batch.raw_events)
+            self.written.extend(event.body.decode() for event in batch.raw_events)
 
     def migrate(self) -> list[str]:
         return []
@@ -58,7 +58,8 @@ class RecordingWarehouse(Warehouse):
 
 def _batch(body: str) -> LoadBatch:
     now = datetime.now(UTC)
-    return LoadBatch(raw_events=[RawEvent(1, body, "order.created", now, now, "test", body)])
+    event = RawEvent(1, body, "order.created", now, now, "test", body.encode())
+    return LoadBatch(raw_events=[event])
 
 
 def _loader(warehouse: Warehouse) -> GroupCommitLoader:
