@@ -3,7 +3,7 @@ same Native bytes chDB gets, lz4-framed, as clickhouse-connect's own inserts are
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from clickhouse_connect.driver.transform import NativeTransform
 from data_pipeline.adapters.clickhouse_batches import (
     WRITTEN_COLUMNS,
     BatchEncoder,
-    _exact_decimals,
+    _fast_writers,
 )
 from data_pipeline.adapters.warehouse import LoadBatch, RawEvent
 from data_pipeline.errors import TransientError
@@ -89,12 +89,53 @@ MONEY_VALUES = [
 )
 def test_decimals_are_written_exactly_as_the_library_writes_them(type_name, values):
     library = get_from_name(type_name)
-    ours = _exact_decimals(library)
+    ours = _fast_writers(library)
     assert ours is not library  # a copy: the library's shared instance is left alone
     assert type(get_from_name(type_name)) is type(library)
     assert ours.name == library.name
     assert _column_bytes(ours, values) == _column_bytes(library, values)
     assert _column_bytes(ours, values) == _column_bytes(library, values)  # values seen before
+
+
+UTC3 = timezone(timedelta(hours=3))
+MOMENTS = [
+    datetime(2026, 12, 6, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 12, 7, 2, 59, 59, 500, tzinfo=UTC3),  # another zone, sub-millisecond
+    datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),  # before the epoch: floored
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(2299, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "values"),
+    [
+        ("DateTime64(3, 'UTC')", MOMENTS),
+        ("Nullable(DateTime64(3, 'UTC'))", [None, *MOMENTS, None]),
+        ("DateTime64(6, 'UTC')", MOMENTS),
+        ("DateTime64(0, 'UTC')", MOMENTS),
+        ("DateTime64(9, 'UTC')", MOMENTS),  # finer than microseconds: the library's
+        ("DateTime64(3, 'UTC')", [MOMENTS[0].replace(tzinfo=None), MOMENTS[1]]),  # naive: too
+        ("DateTime64(3, 'UTC')", [1_700_000_000_000, 0]),  # ticks already: the library's
+        ("Array(DateTime64(3, 'UTC'))", [MOMENTS[:2], [], MOMENTS[2:]]),
+        ("Array(String)", [("a", "bé"), (), ["عطر"], ("",)]),
+        ("Array(Nullable(UInt64))", [[1, None], [], [2**64 - 1]]),
+        ("Array(LowCardinality(String))", [["x", "y"], ["x"], []]),
+        ("Array(Array(String))", [[("a", "b"), ()], [], [[], ["c"]]]),
+        (
+            "Array(Array(Decimal(18, 4)))",
+            [[[Decimal("1.5")], []], [], [[Decimal("-0.0001"), Decimal("2")]]],
+        ),
+        ("Array(String)", []),
+    ],
+)
+def test_arrays_and_datetimes_are_written_exactly_as_the_library_writes_them(type_name, values):
+    library = get_from_name(type_name)
+    ours = _fast_writers(library)
+    assert ours is not library and type(ours) is not type(library)
+    assert type(get_from_name(type_name)) is type(library)  # the registry's is left alone
+    assert ours.name == library.name
+    assert _column_bytes(ours, values) == _column_bytes(library, values)
 
 
 def _column_bytes(column_type, values):
