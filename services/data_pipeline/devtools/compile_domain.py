@@ -45,7 +45,11 @@ def build(build_dir: Path = BUILD_DIR) -> Path:
         previous = Path.cwd()
         os.chdir(SERVICES_DIR)
         try:
-            extensions = mypycify(paths, group_name=GROUP_NAME, target_dir=str(work / "c"))
+            # mypy's cache in the build's own directory, not left in services/
+            options = ["--cache-dir", str(work / "mypy-cache")]
+            extensions = mypycify(
+                [*options, *paths], group_name=GROUP_NAME, target_dir=str(work / "c")
+            )
             dist = Distribution({"name": "data-pipeline-domain", "ext_modules": extensions})
             command = dist.get_command_obj("build_ext")
             command.build_lib = str(work / "lib")  # type: ignore[attr-defined]
