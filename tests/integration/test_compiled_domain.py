@@ -1,10 +1,11 @@
 """The domain compiled with mypyc (data_pipeline/compiled_domain.py): the same behaviour as the
 Python domain, used only when built from exactly today's sources.
 
-The rest of the suite runs the Python domain (as the webhook path and Lambda do); here the
-domain's own tests and the real-time path's convergence tests run again, in a fresh process that
-imports the compiled modules, and bulk imports run with and without it. The build is the one
-`make` keeps current (built here when it is not: ~30 s).
+The rest of the suite runs the Python domain in its own process (as the webhook path and Lambda
+do; `import-events` run as a command takes the compiled one when it is built). Here the domain's
+own tests and the real-time path's convergence tests run again, in a fresh process that imports
+the compiled modules, and one file is imported with and without it. The build is the one `make`
+keeps current (built here when it is not: ~30 s).
 """
 
 from __future__ import annotations
