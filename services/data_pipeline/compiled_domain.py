@@ -5,9 +5,9 @@ module changes) compiles `data_pipeline/domain` with mypyc into `domain/_mypyc/`
 of the sources it was built from. `use_compiled_domain()` puts that directory first on the
 domain package's search path, so `data_pipeline.domain.orders` imports as the compiled module,
 but only when every source still matches the manifest: a build older than an edit is never
-used, the pure-Python modules are. The webhook path, the Lambda bundle and the test suite run
-the pure-Python domain; the compiled one is tested by running the domain's and the convergence
-tests against it (tests/integration/test_compiled_domain.py).
+used, the pure-Python modules are. The webhook path, the Lambda bundle and the test suite's own
+process run the pure-Python domain; the compiled one is tested by running the domain's and the
+convergence tests against it (tests/integration/test_compiled_domain.py).
 
 Not compiled: `__init__` and `records` (mypyc cannot compile `dataclass_transform`'s
 decorator); compiled modules use the pure-Python `records` and `errors` as Python modules.
@@ -85,10 +85,16 @@ def use_compiled_domain(build_dir: Path | None = None) -> str | None:
     return None
 
 
+def build_in_use() -> Path | None:
+    """The compiled build this process imports its domain modules from, if any."""
+    domain = sys.modules.get("data_pipeline.domain")
+    builds = [Path(entry) for entry in getattr(domain, "__path__", ()) if entry != str(DOMAIN_DIR)]
+    return builds[0] if builds else None
+
+
 def in_use() -> bool:
     """Whether this process imports its domain modules from a compiled build."""
-    domain = sys.modules.get("data_pipeline.domain")
-    return any(Path(entry) != DOMAIN_DIR for entry in getattr(domain, "__path__", ()))
+    return build_in_use() is not None
 
 
 def ext_suffix() -> str:

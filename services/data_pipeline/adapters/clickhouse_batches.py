@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, chain
+from types import NoneType
 from typing import Any
 
 from clickhouse_connect.datatypes.base import ClickHouseType
@@ -303,9 +304,6 @@ _SCALED: dict[tuple[int, int], dict[decimal.Decimal, int]] = {}
 _SCALED_VALUES_KEPT = 200_000
 
 
-NoneType = type(None)
-
-
 class _FlatArray(Array, registered=False):
     """Array(T) written as the library writes it (per level: the running end offsets, then the
     flattened values; then the values as T), with each level's offsets and values built in C
@@ -353,6 +351,11 @@ class _EpochDateTime64(DateTime64, registered=False):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FASTER_WRITERS: dict[type, type] = {
+    DecimalType: _ScaledDecimal,
+    Array: _FlatArray,
+    DateTime64: _EpochDateTime64,
+}
 
 
 @functools.cache
@@ -365,8 +368,7 @@ def _fast_writers(column_type: ClickHouseType) -> ClickHouseType:
     """The column type with its 64-bit-or-smaller Decimals written by `_ScaledDecimal`, its
     arrays by `_FlatArray`, its DateTime64s by `_EpochDateTime64` (also inside arrays); a copy:
     the library's registry shares its instances."""
-    faster_class = {DecimalType: _ScaledDecimal, Array: _FlatArray, DateTime64: _EpochDateTime64}
-    faster_class_of = faster_class.get(type(column_type))
+    faster_class_of = _FASTER_WRITERS.get(type(column_type))
     if faster_class_of is None:
         return column_type
     faster = copy.copy(column_type)

@@ -32,7 +32,7 @@ from typing import Any
 from data_pipeline.adapters.state import StateStore, Verdict
 from data_pipeline.adapters.token_cipher import TokenCipher
 from data_pipeline.adapters.warehouse import BatchEncoding, Touched, Warehouse
-from data_pipeline.compiled_domain import in_use as compiled_domain_in_use
+from data_pipeline.compiled_domain import build_in_use
 from data_pipeline.service_layer.import_batches import (
     BatchPreparer,
     Chunk,
@@ -305,7 +305,7 @@ class WorkerPool:
             processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=start_import_worker,
-            initargs=(self._channel, compiled_domain_in_use()),
+            initargs=(self._channel, build_in_use()),
         )
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
